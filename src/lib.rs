@@ -17,3 +17,6 @@
 pub mod crypto;
 pub mod demo;
 pub mod flowlog;
+pub mod config;
+pub mod route;
+pub mod transform;

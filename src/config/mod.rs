@@ -1,0 +1,479 @@
+//! Configuration: TOML file (plus `TARNKAPPE_SECTION__KEY` environment overrides) ->
+//! serde structs that refuse unknown keys -> the compiled runtime `Config`, with every
+//! JSONPath compiled, sizes and durations parsed, categories resolved and routes
+//! checked for ambiguity. Every problem of a file is reported in one run as
+//! `file:line:col: key: message`. Never echoes a secret or the file's contents.
+
+mod categories;
+mod diag;
+mod env;
+mod raw;
+mod units;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Uri};
+use toml::Spanned;
+
+pub use categories::{resolve as resolve_category, ALIASES, CATEGORIES};
+pub use diag::{ConfigError, ConfigErrors};
+use diag::Diag;
+use raw::{RawConfig, RawField, RawRoute};
+
+use crate::crypto::Keyring;
+use crate::route::{OpenFailure, Route, Router, Template};
+use crate::transform::{Action, FieldRule, JsonPath, Labels, Limits, MaskStyle, RuleSet};
+
+/// Default for `limits.max_body`.
+pub const DEFAULT_MAX_BODY: u64 = 8 << 20;
+/// Default for `limits.max_depth`.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+/// Default for `limits.max_nodes`.
+pub const DEFAULT_MAX_NODES: usize = 1_000_000;
+/// Default for `limits.body_timeout`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for `limits.header_timeout`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for `upstream.timeout`.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for `upstream.connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for `flow_log.rotate_size`.
+pub const DEFAULT_ROTATE_SIZE: u64 = 64 << 20;
+/// Default for `flow_log.rotate_every`.
+pub const DEFAULT_ROTATE_EVERY: Duration = Duration::from_secs(86_400);
+
+/// Where the upstream is.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Scheme and authority, e.g. `http://shop:3000`.
+    pub authority: http::uri::Authority,
+    /// A path prefix from the URL (empty or starting with `/`, no trailing slash).
+    pub base_path: String,
+    /// Name for flow events (defaults to the authority).
+    pub name: Arc<str>,
+    /// Time for the whole answer head.
+    pub timeout: Duration,
+    /// Time to connect.
+    pub connect_timeout: Duration,
+}
+
+/// Body and time bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest body a route with rules buffers.
+    pub max_body: u64,
+    /// JSON bounds.
+    pub json: Limits,
+    /// Time to read a buffered body.
+    pub body_timeout: Duration,
+    /// Time to read request headers.
+    pub header_timeout: Duration,
+}
+
+/// What the flow log keeps of the client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAddress {
+    /// The address as is.
+    Keep,
+    /// /24 for IPv4, /48 for IPv6.
+    Truncate,
+    /// A keyed hash.
+    Hash,
+    /// Nothing.
+    Omit,
+}
+
+/// Flow-log settings.
+#[derive(Debug, Clone)]
+pub struct FlowLogSettings {
+    /// File, or `-` for stdout.
+    pub path: PathBuf,
+    /// Rotate at this size.
+    pub rotate_size: u64,
+    /// Rotate after this age.
+    pub rotate_every: Duration,
+    /// Refuse rule routes (503) while the log is unwritable (default), or go on.
+    pub reject_on_failure: bool,
+    /// Client address handling.
+    pub client_address: ClientAddress,
+    /// Chain with an HMAC from the keyring instead of a plain hash.
+    pub hmac: bool,
+    /// Instance id for events.
+    pub instance: Arc<str>,
+    /// Queue length between the proxy and the writer.
+    pub queue: usize,
+}
+
+/// Where the keyring comes from.
+#[derive(Debug, Clone)]
+pub enum KeyringSource {
+    /// A file.
+    File(PathBuf),
+    /// The `TARNKAPPE_KEYRING` environment variable's content.
+    Env,
+}
+
+/// A validated, compiled configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub source: PathBuf,
+    /// Public listener.
+    pub listen: SocketAddr,
+    /// Admin listener.
+    pub admin: Option<SocketAddr>,
+    /// The backend.
+    pub upstream: Upstream,
+    /// Bounds.
+    pub limits: BodyLimits,
+    /// The keyring's origin.
+    pub keyring: KeyringSource,
+    /// Flow log, if configured.
+    pub flow_log: Option<FlowLogSettings>,
+    /// Routes.
+    pub router: Router,
+    /// All labels, for opening responses.
+    pub labels: Labels,
+}
+
+/// A config and the keyring it names, loaded together (and reloaded together).
+pub struct Loaded {
+    /// The config.
+    pub config: Config,
+    /// The keyring.
+    pub keyring: Keyring,
+}
+
+/// Loads the config at `path` and its keyring; every problem at once.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let config = load_config(path)?;
+    let keyring = load_keyring(&config)?;
+    Ok(Loaded { config, keyring })
+}
+
+/// Loads and compiles the config alone.
+pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, col: 0, key: String::new(), message: format!("cannot read: {e}") }])
+    })?;
+    let overrides = env::overrides();
+    let (text, file) = if overrides.is_empty() {
+        (text, file)
+    } else {
+        let merged = env::apply(&text, &overrides)
+            .map_err(|m| ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, col: 0, key: "env".into(), message: m }]))?;
+        (merged, format!("{file} (+env)"))
+    };
+    compile(&text, &file, path.parent().unwrap_or(Path::new(".")), path)
+}
+
+/// Compiles config text; `base` resolves relative paths.
+pub fn compile(text: &str, file: &str, base: &Path, source: &Path) -> Result<Config, ConfigErrors> {
+    let mut d = Diag::new(file, text);
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            d.at(e.span(), "", e.message().to_owned());
+            return Err(ConfigErrors(d.errors));
+        }
+    };
+    let listen = socket(&mut d, &raw.listen.address, "listen.address");
+    if let Some(tls) = &raw.listen.tls {
+        d.at(Some(tls.cert.span()), "listen.tls", "TLS termination is not built in yet: terminate TLS in front of tarnkappe (see README)");
+    }
+    let admin = raw.admin.as_ref().map(|a| socket(&mut d, &a.address, "admin.address"));
+    let upstream = upstream(&mut d, &raw);
+    let limits = limits(&mut d, &raw);
+    let keyring = match &raw.keys.keyring {
+        Some(p) => KeyringSource::File(base.join(p.get_ref())),
+        None => KeyringSource::Env,
+    };
+    let flow_log = raw.flow_log.as_ref().map(|f| flow_log(&mut d, f, base));
+    let mut labels = Labels::default();
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        if let Some(route) = route(&mut d, r, i, &mut labels) {
+            routes.push(route);
+        }
+    }
+    let names: Vec<_> = raw.routes.iter().map(|r| r.name.get_ref().clone()).collect();
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            d.at(Some(raw.routes[i].name.span()), format!("route[{i}].name"), format!("route name `{n}` is used twice"));
+        }
+    }
+    let router = match Router::new(routes) {
+        Ok(r) => r,
+        Err((a, b)) => {
+            let (ra, rb) = (&raw.routes[a], &raw.routes[b]);
+            d.at(
+                Some(rb.path.span()),
+                format!("route[{b}].path"),
+                format!("route `{}` and route `{}` match the same paths and methods: which one applies would be ambiguous", ra.name.get_ref(), rb.name.get_ref()),
+            );
+            Router::default()
+        }
+    };
+    d.finish()?;
+    Ok(Config {
+        source: source.to_owned(),
+        listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+        admin: admin.flatten(),
+        upstream: upstream.unwrap_or_else(placeholder_upstream),
+        limits,
+        keyring,
+        flow_log,
+        router,
+        labels,
+    })
+}
+
+fn placeholder_upstream() -> Upstream {
+    Upstream {
+        authority: http::uri::Authority::from_static("invalid"),
+        base_path: String::new(),
+        name: Arc::from("invalid"),
+        timeout: DEFAULT_UPSTREAM_TIMEOUT,
+        connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+    }
+}
+
+/// Loads the keyring a config names.
+pub fn load_keyring(config: &Config) -> Result<Keyring, ConfigErrors> {
+    let file = config.source.display().to_string();
+    let fail = |message: String| ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, col: 0, key: "keys.keyring".into(), message }]);
+    match &config.keyring {
+        KeyringSource::File(p) => Keyring::load(p).map_err(|e| fail(e.to_string())),
+        KeyringSource::Env => match std::env::var("TARNKAPPE_KEYRING") {
+            Ok(text) => Keyring::from_toml_str(&text, "TARNKAPPE_KEYRING").map_err(|e| fail(e.to_string())),
+            Err(_) => Err(fail("no keyring: set `keys.keyring` to a file, or TARNKAPPE_KEYRING to its content".into())),
+        },
+    }
+}
+
+fn socket(d: &mut Diag<'_>, s: &Spanned<String>, key: &str) -> Option<SocketAddr> {
+    match s.get_ref().parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            d.at(Some(s.span()), key, format!("`{}` is not an address: write e.g. \"0.0.0.0:8080\"", s.get_ref()));
+            None
+        }
+    }
+}
+
+fn dur(d: &mut Diag<'_>, s: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+    match s {
+        None => default,
+        Some(s) => units::duration(s.get_ref()).unwrap_or_else(|m| {
+            d.at(Some(s.span()), key, m);
+            default
+        }),
+    }
+}
+
+fn count(d: &mut Diag<'_>, v: &Option<Spanned<i64>>, key: &str, default: usize, range: (i64, i64)) -> usize {
+    match v {
+        None => default,
+        Some(v) if (range.0..=range.1).contains(v.get_ref()) => *v.get_ref() as usize,
+        Some(v) => {
+            d.at(Some(v.span()), key, format!("must be between {} and {}", range.0, range.1));
+            default
+        }
+    }
+}
+
+fn upstream(d: &mut Diag<'_>, raw: &RawConfig) -> Option<Upstream> {
+    let u = &raw.upstream;
+    let timeout = dur(d, &u.timeout, "upstream.timeout", DEFAULT_UPSTREAM_TIMEOUT);
+    let connect_timeout = dur(d, &u.connect_timeout, "upstream.connect_timeout", DEFAULT_CONNECT_TIMEOUT);
+    let uri: Uri = match u.url.get_ref().parse() {
+        Ok(uri) => uri,
+        Err(_) => {
+            d.at(Some(u.url.span()), "upstream.url", "not a URL: write e.g. \"http://shop-backend:3000\"");
+            return None;
+        }
+    };
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.query().is_some() {
+        d.at(Some(u.url.span()), "upstream.url", "must be an http:// URL with a host and no query (the backend sits on your private network)");
+        return None;
+    }
+    let authority = uri.authority()?.clone();
+    let base_path = uri.path().trim_end_matches('/').to_owned();
+    let name = u.name.as_ref().map_or_else(|| Arc::from(authority.as_str()), |n| Arc::from(n.get_ref().as_str()));
+    Some(Upstream { authority, base_path, name, timeout, connect_timeout })
+}
+
+fn limits(d: &mut Diag<'_>, raw: &RawConfig) -> BodyLimits {
+    let l = &raw.limits;
+    let max_body = match &l.max_body {
+        None => DEFAULT_MAX_BODY,
+        Some(s) => units::size(s.get_ref()).unwrap_or_else(|m| {
+            d.at(Some(s.span()), "limits.max_body", m);
+            DEFAULT_MAX_BODY
+        }),
+    };
+    let max_depth = count(d, &l.max_depth, "limits.max_depth", DEFAULT_MAX_DEPTH, (1, 512));
+    let max_nodes = count(d, &l.max_nodes, "limits.max_nodes", DEFAULT_MAX_NODES, (1, 100_000_000));
+    if let Some(m) = &l.max_connections {
+        count(d, &Some(m.clone()), "limits.max_connections", 0, (1, 1_000_000));
+    }
+    BodyLimits {
+        max_body,
+        json: Limits { max_depth, max_nodes },
+        body_timeout: dur(d, &l.body_timeout, "limits.body_timeout", DEFAULT_BODY_TIMEOUT),
+        header_timeout: dur(d, &l.header_timeout, "limits.header_timeout", DEFAULT_HEADER_TIMEOUT),
+    }
+}
+
+fn flow_log(d: &mut Diag<'_>, f: &raw::RawFlowLog, base: &Path) -> FlowLogSettings {
+    let rotate_size = match &f.rotate_size {
+        None => DEFAULT_ROTATE_SIZE,
+        Some(s) => units::size(s.get_ref()).unwrap_or_else(|m| {
+            d.at(Some(s.span()), "flow_log.rotate_size", m);
+            DEFAULT_ROTATE_SIZE
+        }),
+    };
+    let reject_on_failure = match f.on_log_failure.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("reject", _)) => true,
+        Some(("continue", _)) => false,
+        Some((_, span)) => {
+            d.at(Some(span), "flow_log.on_log_failure", "must be \"reject\" (default: refuse rule routes with 503) or \"continue\"");
+            true
+        }
+    };
+    let client_address = match f.client_address.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("truncate", _)) => ClientAddress::Truncate,
+        Some(("keep", _)) => ClientAddress::Keep,
+        Some(("hash", _)) => ClientAddress::Hash,
+        Some(("omit", _)) => ClientAddress::Omit,
+        Some((_, span)) => {
+            d.at(Some(span), "flow_log.client_address", "must be \"truncate\" (default), \"keep\", \"hash\" or \"omit\"");
+            ClientAddress::Truncate
+        }
+    };
+    let path = f.path.get_ref();
+    FlowLogSettings {
+        path: if path == "-" { PathBuf::from("-") } else { base.join(path) },
+        rotate_size,
+        rotate_every: dur(d, &f.rotate_every, "flow_log.rotate_every", DEFAULT_ROTATE_EVERY),
+        reject_on_failure,
+        client_address,
+        hmac: f.hmac.unwrap_or(false),
+        instance: Arc::from(f.instance.as_ref().map_or("tarnkappe", |s| s.get_ref().as_str())),
+        queue: count(d, &f.queue, "flow_log.queue", 65_536, (16, 10_000_000)),
+    }
+}
+
+fn route(d: &mut Diag<'_>, r: &RawRoute, i: usize, labels: &mut Labels) -> Option<Route> {
+    let key = |k: &str| format!("route[{i}].{k}");
+    let template = Template::parse(r.path.get_ref()).map_err(|m| d.at(Some(r.path.span()), key("path"), m)).ok();
+    let mut methods = Vec::new();
+    for (j, m) in r.methods.iter().flatten().enumerate() {
+        match Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+            Ok(method) if m.get_ref().chars().all(|c| c.is_ascii_alphabetic()) => methods.push(method),
+            _ => d.at(Some(m.span()), key(&format!("methods[{j}]")), "not an HTTP method"),
+        }
+    }
+    let on_open_failure = match r.on_open_failure.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("marker", _)) => OpenFailure::Marker,
+        Some(("fail", _)) => OpenFailure::Fail,
+        Some((_, span)) => {
+            d.at(Some(span), key("on_open_failure"), "must be \"marker\" (default) or \"fail\"");
+            OpenFailure::Marker
+        }
+    };
+    let mut rules = RuleSet::default();
+    for (j, f) in r.fields.iter().enumerate() {
+        if let Some((path, rule)) = field(d, f, &format!("route[{i}].field[{j}]")) {
+            if let Some(other) = labels.add(&rule.label, path.last_name()) {
+                d.at(Some(f.path.span()), format!("route[{i}].field[{j}].label"), format!("label tag collides with label `{other}`: rename one"));
+            }
+            rules.paths.push(path);
+            rules.fields.push(rule);
+        }
+    }
+    Some(Route {
+        name: Arc::from(r.name.get_ref().as_str()),
+        methods,
+        template: template?,
+        rules,
+        on_open_failure,
+        pass_other_types: r.pass_other_types.unwrap_or(false),
+    })
+}
+
+fn field(d: &mut Diag<'_>, f: &RawField, key: &str) -> Option<(JsonPath, FieldRule)> {
+    let path = JsonPath::parse(f.path.get_ref()).map_err(|e| d.at(Some(f.path.span()), format!("{key}.path"), e.to_string())).ok();
+    let category = categories::resolve(f.category.get_ref()).map_err(|m| d.at(Some(f.category.span()), format!("{key}.category"), m)).ok();
+    let action = action(d, f, key);
+    let label = f.label.as_ref().map_or_else(|| f.path.get_ref().clone(), |l| l.get_ref().clone());
+    if label.is_empty() || label.chars().any(|c| c.is_control()) {
+        d.at(f.label.as_ref().map(|l| l.span()), format!("{key}.label"), "a label is a non-empty printable name");
+    }
+    let rule = FieldRule { label: Arc::from(label), category: Arc::from(category?), action: action? };
+    Some((path?, rule))
+}
+
+fn action(d: &mut Diag<'_>, f: &RawField, key: &str) -> Option<Action> {
+    let span = Some(f.action.span());
+    let extra = |d: &mut Diag<'_>, name: &str, present: bool, span: Option<std::ops::Range<usize>>| {
+        if present {
+            d.at(span, format!("{key}.{name}"), format!("`{name}` does not apply to action `{}`", f.action.get_ref()));
+        }
+    };
+    let action = match f.action.get_ref().as_str() {
+        "encrypt" => Action::Encrypt,
+        "encrypt-deterministic" => Action::EncryptDeterministic,
+        "drop" => Action::Drop,
+        "hash" => Action::Hash,
+        "redact" => {
+            let raw = match &f.replacement {
+                None => "null".to_owned(),
+                Some(v) => match serde_json::to_string(v.get_ref()) {
+                    Ok(s) if !matches!(v.get_ref(), toml::Value::Datetime(_)) => s,
+                    _ => {
+                        d.at(Some(v.span()), format!("{key}.replacement"), "must be a string, number, boolean, array or table");
+                        "null".to_owned()
+                    }
+                },
+            };
+            Action::Redact(Arc::from(raw))
+        }
+        "mask" => {
+            let style = match f.mask.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+                None | Some(("last", _)) => {
+                    let n = count(d, &f.keep_last, &format!("{key}.keep_last"), 4, (0, 64));
+                    MaskStyle::KeepLast(n)
+                }
+                Some(("email", _)) => MaskStyle::Email,
+                Some((_, span)) => {
+                    d.at(Some(span), format!("{key}.mask"), "must be \"last\" (keep the last `keep_last` characters) or \"email\" (keep the domain)");
+                    MaskStyle::KeepLast(4)
+                }
+            };
+            if style == MaskStyle::Email {
+                extra(d, "keep_last", f.keep_last.is_some(), f.keep_last.as_ref().map(|k| k.span()));
+            }
+            extra(d, "replacement", f.replacement.is_some(), f.replacement.as_ref().map(|k| k.span()));
+            return Some(Action::Mask(style));
+        }
+        other => {
+            d.at(span, format!("{key}.action"), format!("unknown action `{other}`: use encrypt, encrypt-deterministic, redact, drop, mask or hash"));
+            return None;
+        }
+    };
+    if !matches!(action, Action::Redact(_)) {
+        extra(d, "replacement", f.replacement.is_some(), f.replacement.as_ref().map(|k| k.span()));
+    }
+    extra(d, "keep_last", f.keep_last.is_some(), f.keep_last.as_ref().map(|k| k.span()));
+    extra(d, "mask", f.mask.is_some(), f.mask.as_ref().map(|k| k.span()));
+    Some(action)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,330 @@
+//! The typed, value-free flow event: one per exchange, built by the proxy's outermost layer.
+//!
+//! Every field is a configuration string ([`ConfigStr`]), a closed enum, a number or a
+//! sanitized id, so an event cannot hold a request or response value by construction.
+//! Nothing here may ever gain a field of type `String` filled from request data.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize, Serializer};
+use sha2::Sha256;
+
+use super::outcome::Outcome;
+
+/// A string that came from the configuration (route name, path template, label, category,
+/// action, upstream name, caller role, instance id) or from a closed set of names in the
+/// code (detector names).
+///
+/// Request and response data must never be wrapped in a `ConfigStr`: the whole flow log's
+/// promise rests on it. Only the config module (and code naming its own constants) calls
+/// [`ConfigStr::new`].
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConfigStr(Arc<str>);
+
+impl ConfigStr {
+    /// Wraps a string read from the configuration file or a constant of the code.
+    /// Never call it with anything taken from a request or a response.
+    pub fn new(from_config: &str) -> ConfigStr {
+        ConfigStr(Arc::from(from_config))
+    }
+
+    /// The string itself.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ConfigStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ConfigStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for ConfigStr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// Which way a field travelled: from the client towards the backend, or back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Client to backend.
+    Request,
+    /// Backend to client.
+    Response,
+}
+
+/// What one field rule did in one exchange: names from the config, and how often.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldEvent {
+    /// The rule's label from the config (e.g. `email`).
+    pub label: ConfigStr,
+    /// The data category (fideslang, e.g. `user.contact.email`).
+    pub category: ConfigStr,
+    /// The action applied (`encrypt`, `redact`, `mask`, `hash`, `drop`, `open`, ...).
+    pub action: ConfigStr,
+    /// Request or response.
+    pub direction: Direction,
+    /// How many values the rule touched in this exchange.
+    pub count: u32,
+}
+
+/// A request id that is safe to log: 1 to 64 characters of `[A-Za-z0-9._-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(Box<str>);
+
+impl RequestId {
+    /// The longest id accepted from a client header.
+    pub const MAX_LEN: usize = 64;
+
+    /// Accepts a client-supplied id only if it is 1 to 64 characters of `[A-Za-z0-9._-]`;
+    /// anything else (which could smuggle data into the log) gives `None`, and the caller
+    /// generates a fresh id instead.
+    pub fn sanitize(candidate: &str) -> Option<RequestId> {
+        let ok_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-');
+        let ok = (1..=Self::MAX_LEN).contains(&candidate.len()) && candidate.bytes().all(ok_char);
+        ok.then(|| RequestId(candidate.into()))
+    }
+
+    /// A fresh random id: 16 lowercase hex characters.
+    pub fn generate() -> RequestId {
+        RequestId(format!("{:016x}", rand::random::<u64>()).into())
+    }
+
+    /// The id as written to the log and to problem+json bodies.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// An HTTP method as logged: one of the nine standard methods, or `OTHER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MethodName(&'static str);
+
+impl MethodName {
+    /// The methods logged by name (RFC 9110 and RFC 5789); methods are case-sensitive.
+    pub const STANDARD: [&'static str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+
+    /// Keeps a standard method; any other token (an extension method, or garbage) becomes
+    /// `OTHER` so that a crafted method cannot carry data into the log.
+    pub fn new(method: &str) -> MethodName {
+        let known = Self::STANDARD.iter().find(|m| **m == method);
+        MethodName(known.copied().unwrap_or("OTHER"))
+    }
+
+    /// The logged name.
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl From<&http::Method> for MethodName {
+    fn from(method: &http::Method) -> MethodName {
+        MethodName::new(method.as_str())
+    }
+}
+
+impl Serialize for MethodName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+/// How the client address is written (config `client_addr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAddrMode {
+    /// The full address.
+    Keep,
+    /// IPv4 cut to its /24, IPv6 to its /48: enough for abuse analysis, not a person.
+    #[default]
+    Truncate,
+    /// A keyed hash: the same client gives the same token, but it cannot be reversed
+    /// without the key.
+    Hash,
+}
+
+/// A client address already reduced as configured; see [`ClientAddrMode`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientAddr(Box<str>);
+
+impl ClientAddr {
+    /// Reduces `ip` per `mode`. `hash_key` is used only by [`ClientAddrMode::Hash`]
+    /// (HMAC-SHA256 over the address octets, first 16 bytes, as `h:` plus 32 hex digits).
+    /// IPv4-mapped IPv6 addresses are treated as the IPv4 address they carry.
+    pub fn from_ip(ip: IpAddr, mode: ClientAddrMode, hash_key: &[u8; 32]) -> ClientAddr {
+        let ip = ip.to_canonical();
+        let text = match (mode, ip) {
+            (ClientAddrMode::Keep, ip) => ip.to_string(),
+            (ClientAddrMode::Truncate, IpAddr::V4(v4)) => {
+                let [a, b, c, _] = v4.octets();
+                format!("{a}.{b}.{c}.0/24")
+            }
+            (ClientAddrMode::Truncate, IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
+                format!("{net}/48")
+            }
+            (ClientAddrMode::Hash, ip) => {
+                let octets = match ip {
+                    IpAddr::V4(v4) => v4.octets().to_vec(),
+                    IpAddr::V6(v6) => v6.octets().to_vec(),
+                };
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(hash_key)
+                    .expect("HMAC accepts keys of any length");
+                mac.update(b"tarnkappe client address v1\0");
+                mac.update(&octets);
+                let digest = mac.finalize().into_bytes();
+                format!("h:{}", super::chain::hex(&digest[..16]))
+            }
+        };
+        ClientAddr(text.into())
+    }
+
+    /// The logged form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for ClientAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// One exchange, as the proxy saw it. The writer adds `v`, `time`, `seq`, `instance`,
+/// `mac`, `prev` and `hash`; see docs/flow-log.md for every field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// Sanitized or generated request id.
+    pub request_id: RequestId,
+    /// The matched route's name; `None` when no route matched.
+    pub route: Option<ConfigStr>,
+    /// Standard method or `OTHER`.
+    pub method: MethodName,
+    /// The route's path template from the config, never the raw path or query.
+    pub path_template: Option<ConfigStr>,
+    /// The caller's role from the config, when known.
+    pub caller: Option<ConfigStr>,
+    /// Client address, reduced per config.
+    pub client: Option<ClientAddr>,
+    /// The upstream's name from the config.
+    pub upstream: Option<ConfigStr>,
+    /// The status code sent to the client.
+    pub status: u16,
+    /// What happened to the exchange.
+    pub outcome: Outcome,
+    /// What each field rule did.
+    pub fields: Vec<FieldEvent>,
+    /// Values in the response that did not open (replaced by the marker or refused).
+    pub open_failures: u32,
+    /// Detector names of sensitive-looking data that no rule covers (closed set).
+    pub uncovered: Vec<ConfigStr>,
+    /// Whole exchange, microseconds.
+    pub duration_us: u64,
+    /// Time spent waiting on the upstream, if it was called.
+    pub upstream_us: Option<u64>,
+    /// Time spent reading, parsing and rewriting bodies.
+    pub transform_us: u64,
+    /// Request body bytes received from the client.
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
+}
+
+impl FlowEvent {
+    /// An event with everything but the id and method empty or zero, outcome `forwarded`;
+    /// the proxy fills in the rest as the exchange proceeds.
+    pub fn new(request_id: RequestId, method: MethodName) -> FlowEvent {
+        FlowEvent {
+            request_id,
+            route: None,
+            method,
+            path_template: None,
+            caller: None,
+            client: None,
+            upstream: None,
+            status: 0,
+            outcome: Outcome::Forwarded,
+            fields: Vec::new(),
+            open_failures: 0,
+            uncovered: Vec::new(),
+            duration_us: 0,
+            upstream_us: None,
+            transform_us: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_accepts_only_the_safe_alphabet() {
+        assert!(RequestId::sanitize("abc-DEF_1.2").is_some());
+        assert!(RequestId::sanitize(&"a".repeat(64)).is_some());
+        for bad in ["", "a b", "a\"b", "ä", "x\n", "4111 1111", &"a".repeat(65)] {
+            assert!(RequestId::sanitize(bad).is_none(), "{bad:?}");
+        }
+        let id = RequestId::generate();
+        assert_eq!(id.as_str().len(), 16);
+        assert!(RequestId::sanitize(id.as_str()).is_some());
+    }
+
+    #[test]
+    fn method_keeps_only_standard_names() {
+        assert_eq!(MethodName::new("POST").as_str(), "POST");
+        assert_eq!(MethodName::new("post").as_str(), "OTHER");
+        assert_eq!(MethodName::new("SECRET-4111").as_str(), "OTHER");
+        assert_eq!(MethodName::from(&http::Method::PATCH).as_str(), "PATCH");
+    }
+
+    #[test]
+    fn client_addr_modes() {
+        let key = [7u8; 32];
+        let v4: IpAddr = "203.0.113.77".parse().unwrap();
+        let v6: IpAddr = "2001:db8:abcd:12::1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:203.0.113.77".parse().unwrap();
+        let keep = |ip| ClientAddr::from_ip(ip, ClientAddrMode::Keep, &key);
+        let cut = |ip| ClientAddr::from_ip(ip, ClientAddrMode::Truncate, &key);
+        let hash = |ip, k: &[u8; 32]| ClientAddr::from_ip(ip, ClientAddrMode::Hash, k);
+        assert_eq!(keep(v4).as_str(), "203.0.113.77");
+        assert_eq!(cut(v4).as_str(), "203.0.113.0/24");
+        assert_eq!(cut(mapped).as_str(), "203.0.113.0/24");
+        assert_eq!(cut(v6).as_str(), "2001:db8:abcd::/48");
+        let h = hash(v4, &key);
+        assert!(h.as_str().starts_with("h:") && h.as_str().len() == 34);
+        assert!(!h.as_str().contains("203"));
+        assert_eq!(h, hash(mapped, &key));
+        assert_ne!(h, hash(v4, &[8u8; 32]));
+    }
+}

@@ -1,0 +1,302 @@
+//! The flow log's dedicated writer thread: takes events from the bounded queue, seals them
+//! into the hash chain, writes, rotates, fsyncs, and retries a failed target.
+//!
+//! It must never block the proxy (it owns the receiving end only), never give a sequence
+//! number or chain link to an event that did not reach the file, and never drop an event
+//! without counting it.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use zeroize::Zeroizing;
+
+use super::chain::{self, Header, GENESIS_PREV};
+use super::event::{ConfigStr, FlowEvent};
+use super::sink::{Limits, Sink};
+use super::time::rfc3339_millis;
+
+/// How often a failed target is retried when no event arrives to trigger it.
+const RETRY_EVERY: Duration = Duration::from_millis(250);
+/// Longest time written events stay without fsync.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// Write out after this many held events even if more are queued.
+const BATCH: usize = 512;
+/// Largest single write.
+const MAX_WRITE: usize = 1 << 20;
+
+/// An event with the time it was emitted.
+pub(crate) struct Stamped {
+    pub at: SystemTime,
+    pub event: FlowEvent,
+}
+
+/// What goes through the queue.
+pub(crate) enum Msg {
+    Event(Stamped),
+    /// Write and fsync everything before this, then report under this ticket.
+    Flush(u64),
+    Shutdown,
+}
+
+/// State shared between the handle and the thread.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub healthy: AtomicBool,
+    pub written: AtomicU64,
+    pub lost: AtomicU64,
+    pub write_failures: AtomicU64,
+    pub flush: Mutex<FlushState>,
+    pub flushed: Condvar,
+    /// Lets a test hold the thread still so that the queue fills up.
+    #[cfg(test)]
+    pub gate: Mutex<()>,
+}
+
+/// Progress of flush requests, guarded by `Shared::flush`.
+#[derive(Default)]
+pub(crate) struct FlushState {
+    /// Highest ticket the thread has answered.
+    pub handled: u64,
+    /// Highest ticket answered with everything written and synced.
+    pub ok_upto: u64,
+    /// The thread has finished.
+    pub stopped: bool,
+}
+
+impl Shared {
+    pub(crate) fn count_lost(&self, n: u64) {
+        self.lost.fetch_add(n, Ordering::Relaxed);
+        self.healthy.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The last event that reached the file: the next one continues from here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Link {
+    pub seq: u64,
+    pub prev: String,
+}
+
+impl Link {
+    pub(crate) fn genesis() -> Link {
+        Link {
+            seq: 0,
+            prev: GENESIS_PREV.to_string(),
+        }
+    }
+}
+
+/// The writer thread's state.
+pub(crate) struct Worker {
+    pub path: PathBuf,
+    pub limits: Limits,
+    pub key: Option<Zeroizing<[u8; 32]>>,
+    pub instance: ConfigStr,
+    pub sink: Option<Sink>,
+    pub chain: Link,
+    /// Events taken from the queue but not yet written; at most `cap`.
+    pub pending: VecDeque<Stamped>,
+    pub cap: usize,
+    pub shared: Arc<Shared>,
+    /// The last write failed (to log transitions once, not per event).
+    pub failing: bool,
+    /// Written but not yet fsync'd since then.
+    pub dirty_since: Option<Instant>,
+}
+
+impl Worker {
+    /// The thread's body; returns when shut down or when every handle is gone.
+    pub(crate) fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            let wait = if !self.pending.is_empty() {
+                Some(RETRY_EVERY)
+            } else {
+                self.dirty_since.map(|_| SYNC_EVERY)
+            };
+            let first = match wait {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(t) => rx.recv_timeout(t),
+            };
+            let mut stop = match first {
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
+            while !stop {
+                match rx.try_recv() {
+                    Ok(msg) => stop = self.handle(msg),
+                    Err(_) => break,
+                }
+            }
+            if stop {
+                // Whatever was queued before the shutdown request is still written.
+                while let Ok(msg) = rx.try_recv() {
+                    self.handle(msg);
+                }
+                self.write_pending();
+                return self.finish();
+            }
+            self.write_pending();
+            if self.dirty_since.is_some_and(|t| t.elapsed() >= SYNC_EVERY) {
+                let _ = self.sync();
+            }
+        }
+    }
+
+    /// Handles one message; true means stop.
+    fn handle(&mut self, msg: Msg) -> bool {
+        #[cfg(test)]
+        drop(self.shared.gate.lock());
+        match msg {
+            Msg::Event(ev) => {
+                if self.pending.len() >= self.cap {
+                    self.shared.count_lost(1);
+                } else {
+                    self.pending.push_back(ev);
+                }
+                if self.pending.len() >= BATCH {
+                    self.write_pending();
+                }
+                false
+            }
+            Msg::Flush(ticket) => {
+                self.write_pending();
+                let ok = self.pending.is_empty() && self.sync().is_ok();
+                self.answer(ticket, ok);
+                false
+            }
+            Msg::Shutdown => true,
+        }
+    }
+
+    fn answer(&self, ticket: u64, ok: bool) {
+        let mut st = self.shared.flush.lock().unwrap_or_else(|p| p.into_inner());
+        st.handled = st.handled.max(ticket);
+        if ok {
+            st.ok_upto = st.ok_upto.max(ticket);
+        }
+        self.shared.flushed.notify_all();
+    }
+
+    fn finish(mut self) {
+        let _ = self.sync();
+        if !self.pending.is_empty() {
+            tracing::error!(path = %self.path.display(), lost = self.pending.len(), "flow log stopped with unwritten events");
+            self.shared.count_lost(self.pending.len() as u64);
+        }
+        let mut st = self.shared.flush.lock().unwrap_or_else(|p| p.into_inner());
+        st.stopped = true;
+        self.shared.flushed.notify_all();
+    }
+
+    /// Writes every held event, or none of those it could not; retries a failed target.
+    fn write_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        match self.try_write() {
+            Ok(()) => {
+                self.shared.healthy.store(true, Ordering::Relaxed);
+                if self.failing {
+                    self.failing = false;
+                    tracing::info!(path = %self.path.display(), "flow log writable again");
+                }
+            }
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    fn failed(&mut self, e: &std::io::Error) {
+        self.shared.write_failures.fetch_add(1, Ordering::Relaxed);
+        self.shared.healthy.store(false, Ordering::Relaxed);
+        if let Some(mut sink) = self.sink.take() {
+            // Whatever did reach the file should become durable before the handle closes.
+            let _ = sink.sync();
+        }
+        self.dirty_since = None;
+        if !self.failing {
+            self.failing = true;
+            tracing::error!(path = %self.path.display(), error = %e, held = self.pending.len(), "flow log write failed; holding events and retrying");
+        }
+    }
+
+    fn try_write(&mut self) -> std::io::Result<()> {
+        if self.sink.as_ref().is_some_and(|s| !s.still_current()) {
+            tracing::warn!(path = %self.path.display(), "flow log file was deleted or replaced; creating it again");
+            self.sink = None;
+        }
+        let sink = match self.sink.take() {
+            Some(sink) => sink,
+            None => Sink::open(&self.path)?,
+        };
+        let sink = self.sink.insert(sink);
+        let now = SystemTime::now();
+        let key = self.key.as_deref();
+        while !self.pending.is_empty() {
+            let mut buf = Vec::new();
+            let mut link = self.chain.clone();
+            let mut count = 0;
+            let mut rotate = false;
+            for held in &self.pending {
+                let time = rfc3339_millis(held.at);
+                let head = Header {
+                    time: &time,
+                    seq: link.seq + 1,
+                    instance: &self.instance,
+                    prev: &link.prev,
+                };
+                let (line, hash) = chain::seal(&held.event, &head, key);
+                if sink.should_rotate(buf.len(), line.len(), now, self.limits) {
+                    rotate = true;
+                    break;
+                }
+                buf.extend_from_slice(&line);
+                link = Link {
+                    seq: link.seq + 1,
+                    prev: hash,
+                };
+                count += 1;
+                if buf.len() >= MAX_WRITE {
+                    break;
+                }
+            }
+            if count > 0 {
+                sink.write(&buf, (self.pending[0].at, self.chain.seq + 1))?;
+                self.pending.drain(..count);
+                self.chain = link;
+                self.shared.written.fetch_add(count as u64, Ordering::Relaxed);
+                self.dirty_since.get_or_insert_with(Instant::now);
+            }
+            if rotate {
+                sink.rotate(now)?;
+                self.dirty_since = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// fsyncs what was written; a failure counts like a failed write.
+    fn sync(&mut self) -> std::io::Result<()> {
+        if self.dirty_since.is_none() {
+            return Ok(());
+        }
+        let Some(sink) = self.sink.as_mut() else {
+            return Ok(());
+        };
+        match sink.sync() {
+            Ok(()) => {
+                self.dirty_since = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed(&e);
+                Err(e)
+            }
+        }
+    }
+}
