@@ -14,9 +14,16 @@
 //!
 //! Nothing in this crate ever logs, returns or panics with a field value.
 
+pub mod body;
+pub mod cli;
+pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod error;
 pub mod flowlog;
-pub mod config;
+pub mod listener;
+pub mod proxy;
 pub mod route;
+pub mod server;
 pub mod transform;
+pub mod upstream;

@@ -83,7 +83,10 @@ pub fn resolve(name: &str) -> Result<&'static str, String> {
     if let Some((_, c)) = ALIASES.iter().find(|(a, _)| *a == name) {
         return Ok(c);
     }
-    let candidates = CATEGORIES.iter().copied().chain(ALIASES.iter().map(|(a, _)| *a));
+    let candidates = CATEGORIES
+        .iter()
+        .copied()
+        .chain(ALIASES.iter().map(|(a, _)| *a));
     let best = candidates.map(|c| (distance(name, c), c)).min();
     Err(match best {
         Some((d, c)) if d <= 3 => format!("unknown category `{name}`: did you mean `{c}`?"),
@@ -99,7 +102,9 @@ fn distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for j in 0..b.len() {
             let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != b[j])).min(row[j] + 1).min(cur + 1);
+            row[j + 1] = (prev + usize::from(ca != b[j]))
+                .min(row[j] + 1)
+                .min(cur + 1);
             prev = cur;
         }
     }
@@ -113,9 +118,14 @@ mod tests {
     #[test]
     fn resolves_and_suggests() {
         assert_eq!(resolve("email").unwrap(), "user.contact.email");
-        assert_eq!(resolve("user.financial.bank_account").unwrap(), "user.financial.bank_account");
+        assert_eq!(
+            resolve("user.financial.bank_account").unwrap(),
+            "user.financial.bank_account"
+        );
         let e = resolve("user.contact.emial").unwrap_err();
         assert!(e.contains("did you mean `user.contact.email`"), "{e}");
-        assert!(resolve("zzzzzzzzzz").unwrap_err().contains("unknown category"));
+        assert!(resolve("zzzzzzzzzz")
+            .unwrap_err()
+            .contains("unknown category"));
     }
 }

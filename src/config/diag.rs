@@ -63,13 +63,28 @@ pub struct Diag<'t> {
 impl<'t> Diag<'t> {
     /// A collector for `file` whose text is `text`.
     pub fn new(file: impl Into<String>, text: &'t str) -> Self {
-        Diag { file: file.into(), text, errors: Vec::new() }
+        Diag {
+            file: file.into(),
+            text,
+            errors: Vec::new(),
+        }
     }
 
     /// Records a problem at `span` (byte range in the text).
-    pub fn at(&mut self, span: Option<Range<usize>>, key: impl Into<String>, message: impl Into<String>) {
+    pub fn at(
+        &mut self,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         let (line, col) = span.map_or((0, 0), |s| line_col(self.text, s.start));
-        self.errors.push(ConfigError { file: self.file.clone(), line, col, key: key.into(), message: message.into() });
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            col,
+            key: key.into(),
+            message: message.into(),
+        });
     }
 
     /// Finishes: Ok when nothing was recorded.

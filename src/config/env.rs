@@ -10,7 +10,8 @@ pub fn overrides() -> Vec<(Vec<String>, String)> {
     let mut out: Vec<_> = std::env::vars()
         .filter_map(|(k, v)| {
             let rest = k.strip_prefix("TARNKAPPE_")?;
-            rest.contains("__").then(|| (rest.split("__").map(str::to_ascii_lowercase).collect(), v))
+            rest.contains("__")
+                .then(|| (rest.split("__").map(str::to_ascii_lowercase).collect(), v))
         })
         .collect();
     out.sort();
@@ -19,9 +20,20 @@ pub fn overrides() -> Vec<(Vec<String>, String)> {
 
 /// Applies overrides to config text; returns the merged text.
 pub fn apply(text: &str, overrides: &[(Vec<String>, String)]) -> Result<String, String> {
-    let mut table: Table = toml::from_str(text).map_err(|e| format!("cannot apply environment overrides to an invalid file: {}", e.message()))?;
+    let mut table: Table = toml::from_str(text).map_err(|e| {
+        format!(
+            "cannot apply environment overrides to an invalid file: {}",
+            e.message()
+        )
+    })?;
     for (path, value) in overrides {
-        let name = format!("TARNKAPPE_{}", path.iter().map(|p| p.to_ascii_uppercase()).collect::<Vec<_>>().join("__"));
+        let name = format!(
+            "TARNKAPPE_{}",
+            path.iter()
+                .map(|p| p.to_ascii_uppercase())
+                .collect::<Vec<_>>()
+                .join("__")
+        );
         set(&mut table, path, parse_value(value)).map_err(|m| format!("{name}: {m}"))?;
     }
     toml::to_string(&table).map_err(|e| format!("cannot merge environment overrides: {e}"))
@@ -40,7 +52,9 @@ fn set(table: &mut Table, path: &[String], value: Value) -> Result<(), String> {
         table.insert(first.clone(), value);
         return Ok(());
     }
-    let slot = table.entry(first.clone()).or_insert_with(|| Value::Table(Table::new()));
+    let slot = table
+        .entry(first.clone())
+        .or_insert_with(|| Value::Table(Table::new()));
     set_in(slot, rest, value)
 }
 
@@ -49,8 +63,12 @@ fn set_in(slot: &mut Value, path: &[String], value: Value) -> Result<(), String>
         Value::Table(t) => set(t, path, value),
         Value::Array(items) => {
             let (first, rest) = path.split_first().ok_or("empty key")?;
-            let i: usize = first.parse().map_err(|_| format!("`{first}` is not an array index"))?;
-            let item = items.get_mut(i).ok_or_else(|| format!("index {i} is past the end of the array"))?;
+            let i: usize = first
+                .parse()
+                .map_err(|_| format!("`{first}` is not an array index"))?;
+            let item = items
+                .get_mut(i)
+                .ok_or_else(|| format!("index {i} is past the end of the array"))?;
             if rest.is_empty() {
                 *item = value;
                 Ok(())
@@ -78,6 +96,10 @@ mod tests {
         assert_eq!(merged["upstream"]["url"].as_str(), Some("http://b:2"));
         assert_eq!(merged["route"][0]["path"].as_str(), Some("/y"));
         assert_eq!(merged["limits"]["max_depth"].as_integer(), Some(12));
-        assert!(apply(text, &[(vec!["route".into(), "5".into(), "path".into()], "/z".into())]).is_err());
+        assert!(apply(
+            text,
+            &[(vec!["route".into(), "5".into(), "path".into()], "/z".into())]
+        )
+        .is_err());
     }
 }

@@ -19,8 +19,8 @@ use http::{Method, Uri};
 use toml::Spanned;
 
 pub use categories::{resolve as resolve_category, ALIASES, CATEGORIES};
-pub use diag::{ConfigError, ConfigErrors};
 use diag::Diag;
+pub use diag::{ConfigError, ConfigErrors};
 use raw::{RawConfig, RawField, RawRoute};
 
 use crate::crypto::Keyring;
@@ -159,14 +159,27 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
 pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, col: 0, key: String::new(), message: format!("cannot read: {e}") }])
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            line: 0,
+            col: 0,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        }])
     })?;
     let overrides = env::overrides();
     let (text, file) = if overrides.is_empty() {
         (text, file)
     } else {
-        let merged = env::apply(&text, &overrides)
-            .map_err(|m| ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, col: 0, key: "env".into(), message: m }]))?;
+        let merged = env::apply(&text, &overrides).map_err(|m| {
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                line: 0,
+                col: 0,
+                key: "env".into(),
+                message: m,
+            }])
+        })?;
         (merged, format!("{file} (+env)"))
     };
     compile(&text, &file, path.parent().unwrap_or(Path::new(".")), path)
@@ -184,9 +197,16 @@ pub fn compile(text: &str, file: &str, base: &Path, source: &Path) -> Result<Con
     };
     let listen = socket(&mut d, &raw.listen.address, "listen.address");
     if let Some(tls) = &raw.listen.tls {
-        d.at(Some(tls.cert.span()), "listen.tls", "TLS termination is not built in yet: terminate TLS in front of tarnkappe (see README)");
+        d.at(
+            Some(tls.cert.span()),
+            "listen.tls",
+            "TLS termination is not built in yet: terminate TLS in front of tarnkappe (see README)",
+        );
     }
-    let admin = raw.admin.as_ref().map(|a| socket(&mut d, &a.address, "admin.address"));
+    let admin = raw
+        .admin
+        .as_ref()
+        .map(|a| socket(&mut d, &a.address, "admin.address"));
     let upstream = upstream(&mut d, &raw);
     let limits = limits(&mut d, &raw);
     let keyring = match &raw.keys.keyring {
@@ -201,10 +221,18 @@ pub fn compile(text: &str, file: &str, base: &Path, source: &Path) -> Result<Con
             routes.push(route);
         }
     }
-    let names: Vec<_> = raw.routes.iter().map(|r| r.name.get_ref().clone()).collect();
+    let names: Vec<_> = raw
+        .routes
+        .iter()
+        .map(|r| r.name.get_ref().clone())
+        .collect();
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
-            d.at(Some(raw.routes[i].name.span()), format!("route[{i}].name"), format!("route name `{n}` is used twice"));
+            d.at(
+                Some(raw.routes[i].name.span()),
+                format!("route[{i}].name"),
+                format!("route name `{n}` is used twice"),
+            );
         }
     }
     let router = match Router::new(routes) {
@@ -246,12 +274,25 @@ fn placeholder_upstream() -> Upstream {
 /// Loads the keyring a config names.
 pub fn load_keyring(config: &Config) -> Result<Keyring, ConfigErrors> {
     let file = config.source.display().to_string();
-    let fail = |message: String| ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, col: 0, key: "keys.keyring".into(), message }]);
+    let fail = |message: String| {
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            line: 0,
+            col: 0,
+            key: "keys.keyring".into(),
+            message,
+        }])
+    };
     match &config.keyring {
         KeyringSource::File(p) => Keyring::load(p).map_err(|e| fail(e.to_string())),
         KeyringSource::Env => match std::env::var("TARNKAPPE_KEYRING") {
-            Ok(text) => Keyring::from_toml_str(&text, "TARNKAPPE_KEYRING").map_err(|e| fail(e.to_string())),
-            Err(_) => Err(fail("no keyring: set `keys.keyring` to a file, or TARNKAPPE_KEYRING to its content".into())),
+            Ok(text) => {
+                Keyring::from_toml_str(&text, "TARNKAPPE_KEYRING").map_err(|e| fail(e.to_string()))
+            }
+            Err(_) => Err(fail(
+                "no keyring: set `keys.keyring` to a file, or TARNKAPPE_KEYRING to its content"
+                    .into(),
+            )),
         },
     }
 }
@@ -260,7 +301,14 @@ fn socket(d: &mut Diag<'_>, s: &Spanned<String>, key: &str) -> Option<SocketAddr
     match s.get_ref().parse() {
         Ok(a) => Some(a),
         Err(_) => {
-            d.at(Some(s.span()), key, format!("`{}` is not an address: write e.g. \"0.0.0.0:8080\"", s.get_ref()));
+            d.at(
+                Some(s.span()),
+                key,
+                format!(
+                    "`{}` is not an address: write e.g. \"0.0.0.0:8080\"",
+                    s.get_ref()
+                ),
+            );
             None
         }
     }
@@ -276,12 +324,22 @@ fn dur(d: &mut Diag<'_>, s: &Option<Spanned<String>>, key: &str, default: Durati
     }
 }
 
-fn count(d: &mut Diag<'_>, v: &Option<Spanned<i64>>, key: &str, default: usize, range: (i64, i64)) -> usize {
+fn count(
+    d: &mut Diag<'_>,
+    v: &Option<Spanned<i64>>,
+    key: &str,
+    default: usize,
+    range: (i64, i64),
+) -> usize {
     match v {
         None => default,
         Some(v) if (range.0..=range.1).contains(v.get_ref()) => *v.get_ref() as usize,
         Some(v) => {
-            d.at(Some(v.span()), key, format!("must be between {} and {}", range.0, range.1));
+            d.at(
+                Some(v.span()),
+                key,
+                format!("must be between {} and {}", range.0, range.1),
+            );
             default
         }
     }
@@ -290,11 +348,20 @@ fn count(d: &mut Diag<'_>, v: &Option<Spanned<i64>>, key: &str, default: usize, 
 fn upstream(d: &mut Diag<'_>, raw: &RawConfig) -> Option<Upstream> {
     let u = &raw.upstream;
     let timeout = dur(d, &u.timeout, "upstream.timeout", DEFAULT_UPSTREAM_TIMEOUT);
-    let connect_timeout = dur(d, &u.connect_timeout, "upstream.connect_timeout", DEFAULT_CONNECT_TIMEOUT);
+    let connect_timeout = dur(
+        d,
+        &u.connect_timeout,
+        "upstream.connect_timeout",
+        DEFAULT_CONNECT_TIMEOUT,
+    );
     let uri: Uri = match u.url.get_ref().parse() {
         Ok(uri) => uri,
         Err(_) => {
-            d.at(Some(u.url.span()), "upstream.url", "not a URL: write e.g. \"http://shop-backend:3000\"");
+            d.at(
+                Some(u.url.span()),
+                "upstream.url",
+                "not a URL: write e.g. \"http://shop-backend:3000\"",
+            );
             return None;
         }
     };
@@ -304,8 +371,17 @@ fn upstream(d: &mut Diag<'_>, raw: &RawConfig) -> Option<Upstream> {
     }
     let authority = uri.authority()?.clone();
     let base_path = uri.path().trim_end_matches('/').to_owned();
-    let name = u.name.as_ref().map_or_else(|| Arc::from(authority.as_str()), |n| Arc::from(n.get_ref().as_str()));
-    Some(Upstream { authority, base_path, name, timeout, connect_timeout })
+    let name = u.name.as_ref().map_or_else(
+        || Arc::from(authority.as_str()),
+        |n| Arc::from(n.get_ref().as_str()),
+    );
+    Some(Upstream {
+        authority,
+        base_path,
+        name,
+        timeout,
+        connect_timeout,
+    })
 }
 
 fn limits(d: &mut Diag<'_>, raw: &RawConfig) -> BodyLimits {
@@ -317,16 +393,47 @@ fn limits(d: &mut Diag<'_>, raw: &RawConfig) -> BodyLimits {
             DEFAULT_MAX_BODY
         }),
     };
-    let max_depth = count(d, &l.max_depth, "limits.max_depth", DEFAULT_MAX_DEPTH, (1, 512));
-    let max_nodes = count(d, &l.max_nodes, "limits.max_nodes", DEFAULT_MAX_NODES, (1, 100_000_000));
+    let max_depth = count(
+        d,
+        &l.max_depth,
+        "limits.max_depth",
+        DEFAULT_MAX_DEPTH,
+        (1, 512),
+    );
+    let max_nodes = count(
+        d,
+        &l.max_nodes,
+        "limits.max_nodes",
+        DEFAULT_MAX_NODES,
+        (1, 100_000_000),
+    );
     if let Some(m) = &l.max_connections {
-        count(d, &Some(m.clone()), "limits.max_connections", 0, (1, 1_000_000));
+        count(
+            d,
+            &Some(m.clone()),
+            "limits.max_connections",
+            0,
+            (1, 1_000_000),
+        );
     }
     BodyLimits {
         max_body,
-        json: Limits { max_depth, max_nodes },
-        body_timeout: dur(d, &l.body_timeout, "limits.body_timeout", DEFAULT_BODY_TIMEOUT),
-        header_timeout: dur(d, &l.header_timeout, "limits.header_timeout", DEFAULT_HEADER_TIMEOUT),
+        json: Limits {
+            max_depth,
+            max_nodes,
+        },
+        body_timeout: dur(
+            d,
+            &l.body_timeout,
+            "limits.body_timeout",
+            DEFAULT_BODY_TIMEOUT,
+        ),
+        header_timeout: dur(
+            d,
+            &l.header_timeout,
+            "limits.header_timeout",
+            DEFAULT_HEADER_TIMEOUT,
+        ),
     }
 }
 
@@ -338,52 +445,97 @@ fn flow_log(d: &mut Diag<'_>, f: &raw::RawFlowLog, base: &Path) -> FlowLogSettin
             DEFAULT_ROTATE_SIZE
         }),
     };
-    let reject_on_failure = match f.on_log_failure.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+    let reject_on_failure = match f
+        .on_log_failure
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span()))
+    {
         None | Some(("reject", _)) => true,
         Some(("continue", _)) => false,
         Some((_, span)) => {
-            d.at(Some(span), "flow_log.on_log_failure", "must be \"reject\" (default: refuse rule routes with 503) or \"continue\"");
+            d.at(
+                Some(span),
+                "flow_log.on_log_failure",
+                "must be \"reject\" (default: refuse rule routes with 503) or \"continue\"",
+            );
             true
         }
     };
-    let client_address = match f.client_address.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+    let client_address = match f
+        .client_address
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span()))
+    {
         None | Some(("truncate", _)) => ClientAddress::Truncate,
         Some(("keep", _)) => ClientAddress::Keep,
         Some(("hash", _)) => ClientAddress::Hash,
         Some(("omit", _)) => ClientAddress::Omit,
         Some((_, span)) => {
-            d.at(Some(span), "flow_log.client_address", "must be \"truncate\" (default), \"keep\", \"hash\" or \"omit\"");
+            d.at(
+                Some(span),
+                "flow_log.client_address",
+                "must be \"truncate\" (default), \"keep\", \"hash\" or \"omit\"",
+            );
             ClientAddress::Truncate
         }
     };
     let path = f.path.get_ref();
     FlowLogSettings {
-        path: if path == "-" { PathBuf::from("-") } else { base.join(path) },
+        path: if path == "-" {
+            PathBuf::from("-")
+        } else {
+            base.join(path)
+        },
         rotate_size,
-        rotate_every: dur(d, &f.rotate_every, "flow_log.rotate_every", DEFAULT_ROTATE_EVERY),
+        rotate_every: dur(
+            d,
+            &f.rotate_every,
+            "flow_log.rotate_every",
+            DEFAULT_ROTATE_EVERY,
+        ),
         reject_on_failure,
         client_address,
         hmac: f.hmac.unwrap_or(false),
-        instance: Arc::from(f.instance.as_ref().map_or("tarnkappe", |s| s.get_ref().as_str())),
+        instance: Arc::from(
+            f.instance
+                .as_ref()
+                .map_or("tarnkappe", |s| s.get_ref().as_str()),
+        ),
         queue: count(d, &f.queue, "flow_log.queue", 65_536, (16, 10_000_000)),
     }
 }
 
 fn route(d: &mut Diag<'_>, r: &RawRoute, i: usize, labels: &mut Labels) -> Option<Route> {
     let key = |k: &str| format!("route[{i}].{k}");
-    let template = Template::parse(r.path.get_ref()).map_err(|m| d.at(Some(r.path.span()), key("path"), m)).ok();
+    let template = Template::parse(r.path.get_ref())
+        .map_err(|m| d.at(Some(r.path.span()), key("path"), m))
+        .ok();
     let mut methods = Vec::new();
     for (j, m) in r.methods.iter().flatten().enumerate() {
         match Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
-            Ok(method) if m.get_ref().chars().all(|c| c.is_ascii_alphabetic()) => methods.push(method),
-            _ => d.at(Some(m.span()), key(&format!("methods[{j}]")), "not an HTTP method"),
+            Ok(method) if m.get_ref().chars().all(|c| c.is_ascii_alphabetic()) => {
+                methods.push(method)
+            }
+            _ => d.at(
+                Some(m.span()),
+                key(&format!("methods[{j}]")),
+                "not an HTTP method",
+            ),
         }
     }
-    let on_open_failure = match r.on_open_failure.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+    let on_open_failure = match r
+        .on_open_failure
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span()))
+    {
         None | Some(("marker", _)) => OpenFailure::Marker,
         Some(("fail", _)) => OpenFailure::Fail,
         Some((_, span)) => {
-            d.at(Some(span), key("on_open_failure"), "must be \"marker\" (default) or \"fail\"");
+            d.at(
+                Some(span),
+                key("on_open_failure"),
+                "must be \"marker\" (default) or \"fail\"",
+            );
             OpenFailure::Marker
         }
     };
@@ -391,7 +543,11 @@ fn route(d: &mut Diag<'_>, r: &RawRoute, i: usize, labels: &mut Labels) -> Optio
     for (j, f) in r.fields.iter().enumerate() {
         if let Some((path, rule)) = field(d, f, &format!("route[{i}].field[{j}]")) {
             if let Some(other) = labels.add(&rule.label, path.last_name()) {
-                d.at(Some(f.path.span()), format!("route[{i}].field[{j}].label"), format!("label tag collides with label `{other}`: rename one"));
+                d.at(
+                    Some(f.path.span()),
+                    format!("route[{i}].field[{j}].label"),
+                    format!("label tag collides with label `{other}`: rename one"),
+                );
             }
             rules.paths.push(path);
             rules.fields.push(rule);
@@ -408,24 +564,44 @@ fn route(d: &mut Diag<'_>, r: &RawRoute, i: usize, labels: &mut Labels) -> Optio
 }
 
 fn field(d: &mut Diag<'_>, f: &RawField, key: &str) -> Option<(JsonPath, FieldRule)> {
-    let path = JsonPath::parse(f.path.get_ref()).map_err(|e| d.at(Some(f.path.span()), format!("{key}.path"), e.to_string())).ok();
-    let category = categories::resolve(f.category.get_ref()).map_err(|m| d.at(Some(f.category.span()), format!("{key}.category"), m)).ok();
+    let path = JsonPath::parse(f.path.get_ref())
+        .map_err(|e| d.at(Some(f.path.span()), format!("{key}.path"), e.to_string()))
+        .ok();
+    let category = categories::resolve(f.category.get_ref())
+        .map_err(|m| d.at(Some(f.category.span()), format!("{key}.category"), m))
+        .ok();
     let action = action(d, f, key);
-    let label = f.label.as_ref().map_or_else(|| f.path.get_ref().clone(), |l| l.get_ref().clone());
+    let label = f
+        .label
+        .as_ref()
+        .map_or_else(|| f.path.get_ref().clone(), |l| l.get_ref().clone());
     if label.is_empty() || label.chars().any(|c| c.is_control()) {
-        d.at(f.label.as_ref().map(|l| l.span()), format!("{key}.label"), "a label is a non-empty printable name");
+        d.at(
+            f.label.as_ref().map(|l| l.span()),
+            format!("{key}.label"),
+            "a label is a non-empty printable name",
+        );
     }
-    let rule = FieldRule { label: Arc::from(label), category: Arc::from(category?), action: action? };
+    let rule = FieldRule {
+        label: Arc::from(label),
+        category: Arc::from(category?),
+        action: action?,
+    };
     Some((path?, rule))
 }
 
 fn action(d: &mut Diag<'_>, f: &RawField, key: &str) -> Option<Action> {
     let span = Some(f.action.span());
-    let extra = |d: &mut Diag<'_>, name: &str, present: bool, span: Option<std::ops::Range<usize>>| {
-        if present {
-            d.at(span, format!("{key}.{name}"), format!("`{name}` does not apply to action `{}`", f.action.get_ref()));
-        }
-    };
+    let extra =
+        |d: &mut Diag<'_>, name: &str, present: bool, span: Option<std::ops::Range<usize>>| {
+            if present {
+                d.at(
+                    span,
+                    format!("{key}.{name}"),
+                    format!("`{name}` does not apply to action `{}`", f.action.get_ref()),
+                );
+            }
+        };
     let action = match f.action.get_ref().as_str() {
         "encrypt" => Action::Encrypt,
         "encrypt-deterministic" => Action::EncryptDeterministic,
@@ -437,7 +613,11 @@ fn action(d: &mut Diag<'_>, f: &RawField, key: &str) -> Option<Action> {
                 Some(v) => match serde_json::to_string(v.get_ref()) {
                     Ok(s) if !matches!(v.get_ref(), toml::Value::Datetime(_)) => s,
                     _ => {
-                        d.at(Some(v.span()), format!("{key}.replacement"), "must be a string, number, boolean, array or table");
+                        d.at(
+                            Some(v.span()),
+                            format!("{key}.replacement"),
+                            "must be a string, number, boolean, array or table",
+                        );
                         "null".to_owned()
                     }
                 },
@@ -457,9 +637,19 @@ fn action(d: &mut Diag<'_>, f: &RawField, key: &str) -> Option<Action> {
                 }
             };
             if style == MaskStyle::Email {
-                extra(d, "keep_last", f.keep_last.is_some(), f.keep_last.as_ref().map(|k| k.span()));
+                extra(
+                    d,
+                    "keep_last",
+                    f.keep_last.is_some(),
+                    f.keep_last.as_ref().map(|k| k.span()),
+                );
             }
-            extra(d, "replacement", f.replacement.is_some(), f.replacement.as_ref().map(|k| k.span()));
+            extra(
+                d,
+                "replacement",
+                f.replacement.is_some(),
+                f.replacement.as_ref().map(|k| k.span()),
+            );
             return Some(Action::Mask(style));
         }
         other => {
@@ -468,10 +658,25 @@ fn action(d: &mut Diag<'_>, f: &RawField, key: &str) -> Option<Action> {
         }
     };
     if !matches!(action, Action::Redact(_)) {
-        extra(d, "replacement", f.replacement.is_some(), f.replacement.as_ref().map(|k| k.span()));
+        extra(
+            d,
+            "replacement",
+            f.replacement.is_some(),
+            f.replacement.as_ref().map(|k| k.span()),
+        );
     }
-    extra(d, "keep_last", f.keep_last.is_some(), f.keep_last.as_ref().map(|k| k.span()));
-    extra(d, "mask", f.mask.is_some(), f.mask.as_ref().map(|k| k.span()));
+    extra(
+        d,
+        "keep_last",
+        f.keep_last.is_some(),
+        f.keep_last.as_ref().map(|k| k.span()),
+    );
+    extra(
+        d,
+        "mask",
+        f.mask.is_some(),
+        f.mask.as_ref().map(|k| k.span()),
+    );
     Some(action)
 }
 

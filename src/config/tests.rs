@@ -3,7 +3,12 @@
 use super::*;
 
 fn compile_text(text: &str) -> Result<Config, ConfigErrors> {
-    compile(text, "t.toml", Path::new("/etc/tk"), Path::new("/etc/tk/t.toml"))
+    compile(
+        text,
+        "t.toml",
+        Path::new("/etc/tk"),
+        Path::new("/etc/tk/t.toml"),
+    )
 }
 
 const GOOD: &str = r#"
@@ -45,9 +50,17 @@ fn compiles_a_good_config() {
     let r = &c.router.routes()[0];
     assert_eq!(r.methods, vec![Method::POST, Method::GET]);
     assert_eq!(&*r.rules.fields[0].category, "user.contact.email");
-    assert_eq!(r.rules.fields[1].action, Action::Mask(MaskStyle::KeepLast(4)));
-    assert_eq!(r.rules.fields[2].action, Action::Redact(Arc::from("\"gone\"")));
-    assert!(matches!(&c.keyring, KeyringSource::File(p) if p == Path::new("/etc/tk/keys/keyring.toml")));
+    assert_eq!(
+        r.rules.fields[1].action,
+        Action::Mask(MaskStyle::KeepLast(4))
+    );
+    assert_eq!(
+        r.rules.fields[2].action,
+        Action::Redact(Arc::from("\"gone\""))
+    );
+    assert!(
+        matches!(&c.keyring, KeyringSource::File(p) if p == Path::new("/etc/tk/keys/keyring.toml"))
+    );
 }
 
 #[test]
@@ -71,10 +84,22 @@ fn reports_every_problem_at_once() {
     let all = e.to_string();
     assert_eq!(e.0.len(), 5, "{all}");
     assert!(all.contains("t.toml:8:12: limits.max_body:"), "{all}");
-    assert!(all.contains("route[0].field[0].path: at character 3: filter selectors"), "{all}");
-    assert!(all.contains("route[0].field[1].category: unknown category `crad`: did you mean `card`?"), "{all}");
-    assert!(all.contains("route[0].field[0].action: unknown action `encrypt-please`"), "{all}");
-    assert!(all.contains("route[0].methods[1]: not an HTTP method"), "{all}");
+    assert!(
+        all.contains("route[0].field[0].path: at character 3: filter selectors"),
+        "{all}"
+    );
+    assert!(
+        all.contains("route[0].field[1].category: unknown category `crad`: did you mean `card`?"),
+        "{all}"
+    );
+    assert!(
+        all.contains("route[0].field[0].action: unknown action `encrypt-please`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("route[0].methods[1]: not an HTTP method"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -82,14 +107,22 @@ fn refuses_ambiguous_routes_and_misplaced_options() {
     let text = format!("{GOOD}\n[[route]]\nname = \"other\"\npath = \"/api/customers/{{key}}\"\n");
     let e = compile_text(&text).unwrap_err().to_string();
     assert!(e.contains("ambiguous"), "{e}");
-    let text = GOOD.replace("replacement = \"gone\"", "replacement = \"gone\"\n  keep_last = 2");
+    let text = GOOD.replace(
+        "replacement = \"gone\"",
+        "replacement = \"gone\"\n  keep_last = 2",
+    );
     let e = compile_text(&text).unwrap_err().to_string();
-    assert!(e.contains("route[0].field[2].keep_last: `keep_last` does not apply to action `redact`"), "{e}");
+    assert!(
+        e.contains("route[0].field[2].keep_last: `keep_last` does not apply to action `redact`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn refuses_https_upstreams_and_bad_addresses() {
-    let text = GOOD.replace("http://127.0.0.1:3000/base/", "https://x").replace("127.0.0.1:8080", "nowhere");
+    let text = GOOD
+        .replace("http://127.0.0.1:3000/base/", "https://x")
+        .replace("127.0.0.1:8080", "nowhere");
     let e = compile_text(&text).unwrap_err();
     assert_eq!(e.0.len(), 2, "{e}");
 }

@@ -8,7 +8,9 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration: write e.g. \"30s\", \"500ms\", \"2m\""))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: write e.g. \"30s\", \"500ms\", \"2m\""))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
@@ -25,7 +27,9 @@ pub fn size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size: write e.g. \"8MiB\" or \"512KiB\""))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size: write e.g. \"8MiB\" or \"512KiB\""))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -34,9 +38,14 @@ pub fn size(s: &str) -> Result<u64, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        _ => return Err(format!("`{s}` has no known unit: use B, KiB, MiB, GiB, KB, MB or GB")),
+        _ => {
+            return Err(format!(
+                "`{s}` has no known unit: use B, KiB, MiB, GiB, KB, MB or GB"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 #[cfg(test)]

@@ -6,11 +6,11 @@
 //! an error, a log line or a panic message, and never echo TOML parser snippets, which
 //! quote the offending source line.
 
+use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read as _, Write as _};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -20,6 +20,9 @@ use zeroize::Zeroizing;
 
 use super::cipher::{KeyVersion, PseudonymKey, Secret, SECRET_LEN};
 use super::keyring::Keyring;
+use super::private_file::{
+    create_private, create_temp_beside, parent_dir, sync_dir, warn_if_shared,
+};
 
 /// A keyring file larger than this is refused before parsing.
 const MAX_KEYRING_BYTES: u64 = 1 << 20;
@@ -324,11 +327,8 @@ fn validate_keys(raw: &RawKeyring, problems: &mut Problems<'_>) -> Vec<KeyVersio
     }
     let active = *raw.active.get_ref();
     if !raw.key.is_empty() && !raw.key.iter().any(|k| *k.get_ref().id.get_ref() == active) {
-        let ids: Vec<String> = raw
-            .key
-            .iter()
-            .map(|k| k.get_ref().id.get_ref().to_string())
-            .collect();
+        let ids: BTreeSet<u32> = raw.key.iter().map(|k| *k.get_ref().id.get_ref()).collect();
+        let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
         problems.add(
             Some(raw.active.span().start),
             "active",
@@ -365,7 +365,7 @@ fn decode_secret(
             path,
             format!(
                 "must be {SECRET_LEN} bytes as base64url ({expected} characters), \
-                 found {} characters",
+                 found {}; generate secrets with `tarnkappe keys generate`",
                 encoded.chars().count()
             ),
         );
@@ -412,7 +412,13 @@ fn sanitize_toml_message(message: &str) -> String {
     if let Some(i) = first.find(", expected ") {
         if first.starts_with("invalid") {
             let kind = first[..i].split(':').next().unwrap_or("invalid value");
-            return format!("{kind}, {}", &first[i + 2..]);
+            let expected = first[i + 2..].replace("u32", "a whole number from 1 to 4294967295");
+            let hint = if expected == "expected a sequence" {
+                " (write every key version as a [[key]] table)"
+            } else {
+                ""
+            };
+            return format!("{kind}, {expected}{hint}");
         }
     }
     if first.is_empty() || first.contains(['"', '\'']) && !first.starts_with("expected") {
@@ -433,75 +439,4 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 fn too_large() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "file is larger than 1 MiB")
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Opens a new file that only its owner can read or write (whatever the umask).
-fn create_private(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        options.mode(0o600);
-        let file = options.open(path)?;
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        Ok(file)
-    }
-    #[cfg(not(unix))]
-    options.open(path)
-}
-
-/// A fresh private file next to `path`, on the same filesystem so that rename is atomic.
-fn create_temp_beside(path: &Path) -> io::Result<(PathBuf, File)> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path names no file"))?;
-    let dir = parent_dir(path);
-    let mut last_err = None;
-    for _ in 0..16 {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(".{}.{n}.tmp", std::process::id()));
-        let tmp = dir.join(tmp_name);
-        match create_private(&tmp) {
-            Ok(file) => return Ok((tmp, file)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| io::Error::other("no free temporary file name")))
-}
-
-/// Makes a rename or create durable; a failure only weakens durability, so it warns.
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
-        tracing::warn!(dir = %dir.display(), error = %e, "could not sync the keyring's directory");
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-}
-
-fn warn_if_shared(path: &Path, meta: &fs::Metadata) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(
-                path = %path.display(),
-                "keyring file is accessible to group or others; run `chmod 600` on it"
-            );
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (path, meta);
 }

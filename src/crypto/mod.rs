@@ -3,7 +3,8 @@
 //!
 //! - `envelope`: token syntax, `parse_token`, label tags, errors, `MARKER`.
 //! - `keyring`: the loaded keys; `seal`, `open`, `pseudonym`, rotation.
-//! - `keyfile`: the keyring file (TOML, mode 0600, atomic replace).
+//! - `keyfile`: the keyring file (TOML, validation, errors); `private_file`: 0600 files,
+//!   atomic replace.
 //! - `cipher`: per-version derived keys (AES-256-GCM-SIV, HMAC-SHA256).
 //!
 //! The format is specified in `docs/ciphertext.md`, with test vectors in
@@ -12,9 +13,11 @@
 //! nothing that owns them derives `Debug`.
 
 mod cipher;
+mod derive;
 pub mod envelope;
 mod keyfile;
 pub mod keyring;
+mod private_file;
 mod timestamp;
 
 #[cfg(test)]

@@ -59,11 +59,8 @@ fn parse_rotated(rest: &str) -> Option<RotKey> {
     let n = parts.next().unwrap_or("0");
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
     let b = ts.as_bytes();
-    let ts_ok = b.len() == 16
-        && b[8] == b'T'
-        && b[15] == b'Z'
-        && digits(&ts[..8])
-        && digits(&ts[9..15]);
+    let ts_ok =
+        b.len() == 16 && b[8] == b'T' && b[15] == b'Z' && digits(&ts[..8]) && digits(&ts[9..15]);
     if !ts_ok || !digits(seq) || !digits(n) || parts.next().is_some() {
         return None;
     }
@@ -229,7 +226,10 @@ mod tests {
         );
         let t = UNIX_EPOCH + Duration::from_secs(1_704_067_200);
         let next = rotated_path(&path, t, 10).unwrap();
-        assert!(next.ends_with("flow.20240101T000000Z-10-2.jsonl"), "{next:?}");
+        assert!(
+            next.ends_with("flow.20240101T000000Z-10-2.jsonl"),
+            "{next:?}"
+        );
         assert!(files_in_order(Path::new("-")).is_empty());
     }
 

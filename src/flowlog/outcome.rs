@@ -171,9 +171,15 @@ mod tests {
         let unique: HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len());
         for n in names {
-            assert!(n.bytes().all(|c| c.is_ascii_lowercase() || c == b'_'), "{n}");
+            assert!(
+                n.bytes().all(|c| c.is_ascii_lowercase() || c == b'_'),
+                "{n}"
+            );
         }
-        assert_eq!(Outcome::Refused(RefuseReason::TooLarge).reason(), Some("too_large"));
+        assert_eq!(
+            Outcome::Refused(RefuseReason::TooLarge).reason(),
+            Some("too_large")
+        );
         assert_eq!(Outcome::Forwarded.reason(), None);
     }
 }

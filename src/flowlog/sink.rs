@@ -45,7 +45,13 @@ impl Sink {
 
     /// Whether the file must be rotated before `line_len` more bytes follow the
     /// `buffered` bytes not yet written.
-    pub(crate) fn should_rotate(&self, buffered: usize, line_len: usize, now: SystemTime, limits: Limits) -> bool {
+    pub(crate) fn should_rotate(
+        &self,
+        buffered: usize,
+        line_len: usize,
+        now: SystemTime,
+        limits: Limits,
+    ) -> bool {
         match self {
             Sink::Stdout => false,
             Sink::File(f) => f.should_rotate(buffered as u64, line_len as u64, now, limits),
@@ -101,7 +107,7 @@ impl FileSink {
         if let Some(dir) = parent_dir(path) {
             fs::create_dir_all(dir)?;
         }
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
@@ -142,9 +148,9 @@ impl FileSink {
         let too_big = limits.max_bytes > 0 && self.len + buffered + line_len > limits.max_bytes;
         let too_old = self.len > 0
             && !limits.max_age.is_zero()
-            && self.started.is_some_and(|s| {
-                now.duration_since(s).unwrap_or(Duration::ZERO) >= limits.max_age
-            });
+            && self
+                .started
+                .is_some_and(|s| now.duration_since(s).unwrap_or(Duration::ZERO) >= limits.max_age);
         too_big || too_old
     }
 

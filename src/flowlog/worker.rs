@@ -37,7 +37,8 @@ pub(crate) struct Stamped {
 
 /// What goes through the queue.
 pub(crate) enum Msg {
-    Event(Stamped),
+    /// Boxed so that the queue's preallocated slots stay small (the queue can be long).
+    Event(Box<Stamped>),
     /// Write and fsync everything before this, then report under this ticket.
     Flush(u64),
     Shutdown,
@@ -100,7 +101,7 @@ pub(crate) struct Worker {
     pub sink: Option<Sink>,
     pub chain: Link,
     /// Events taken from the queue but not yet written; at most `cap`.
-    pub pending: VecDeque<Stamped>,
+    pub pending: VecDeque<Box<Stamped>>,
     pub cap: usize,
     pub shared: Arc<Shared>,
     /// The last write failed (to log transitions once, not per event).
@@ -154,13 +155,14 @@ impl Worker {
         drop(self.shared.gate.lock());
         match msg {
             Msg::Event(ev) => {
+                if self.pending.len() >= self.cap.min(BATCH) {
+                    self.write_pending();
+                }
+                // Still full only while the target fails: the backlog is bounded.
                 if self.pending.len() >= self.cap {
                     self.shared.count_lost(1);
                 } else {
                     self.pending.push_back(ev);
-                }
-                if self.pending.len() >= BATCH {
-                    self.write_pending();
                 }
                 false
             }
@@ -269,7 +271,9 @@ impl Worker {
                 sink.write(&buf, (self.pending[0].at, self.chain.seq + 1))?;
                 self.pending.drain(..count);
                 self.chain = link;
-                self.shared.written.fetch_add(count as u64, Ordering::Relaxed);
+                self.shared
+                    .written
+                    .fetch_add(count as u64, Ordering::Relaxed);
                 self.dirty_since.get_or_insert_with(Instant::now);
             }
             if rotate {

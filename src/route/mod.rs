@@ -53,7 +53,8 @@ impl Template {
             } else if p.contains(['{', '}', '%', '?', '#']) {
                 return Err(format!("segment `{p}` mixes text and `{{}}` or holds `%?#`: use a whole-segment `{{name}}`"));
             } else {
-                let norm = path::normalize(&format!("/{p}")).map_err(|_| format!("segment `{p}` is not a plain path segment"))?;
+                let norm = path::normalize(&format!("/{p}"))
+                    .map_err(|_| format!("segment `{p}` is not a plain path segment"))?;
                 if norm != format!("/{p}") && !p.is_empty() {
                     return Err(format!("segment `{p}` is not in normal form"));
                 }
@@ -65,7 +66,10 @@ impl Template {
         if segs.len() > 1 && segs.last() == Some(&Seg::Literal(String::new())) {
             segs.pop();
         }
-        Ok(Template { text: Arc::from(text), segs })
+        Ok(Template {
+            text: Arc::from(text),
+            segs,
+        })
     }
 
     /// Match score (higher is more specific), or None.
@@ -104,7 +108,9 @@ impl Template {
 
 fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("`{name}` is not a parameter name: use letters, digits and `_`"));
+        return Err(format!(
+            "`{name}` is not a parameter name: use letters, digits and `_`"
+        ));
     }
     Ok(())
 }
@@ -157,13 +163,17 @@ impl Router {
     pub fn new(routes: Vec<Route>) -> Result<Router, (usize, usize)> {
         for (i, a) in routes.iter().enumerate() {
             for (j, b) in routes.iter().enumerate().skip(i + 1) {
-                let shared_method = a.methods.is_empty() || b.methods.is_empty() || a.methods.iter().any(|m| b.methods.contains(m));
+                let shared_method = a.methods.is_empty()
+                    || b.methods.is_empty()
+                    || a.methods.iter().any(|m| b.methods.contains(m));
                 if shared_method && a.template.shape() == b.template.shape() {
                     return Err((i, j));
                 }
             }
         }
-        Ok(Router { routes: routes.into_iter().map(Arc::new).collect() })
+        Ok(Router {
+            routes: routes.into_iter().map(Arc::new).collect(),
+        })
     }
 
     /// The most specific route for a method and a normalised path.
@@ -207,11 +217,23 @@ mod tests {
         ])
         .unwrap();
         let name = |m: Method, p: &str| r.find(&m, p).map(|r| r.name.to_string());
-        assert_eq!(name(Method::GET, "/api/customers/7").as_deref(), Some("one"));
-        assert_eq!(name(Method::GET, "/api/customers/search").as_deref(), Some("search"));
-        assert_eq!(name(Method::POST, "/api/customers/search").as_deref(), Some("one"));
+        assert_eq!(
+            name(Method::GET, "/api/customers/7").as_deref(),
+            Some("one")
+        );
+        assert_eq!(
+            name(Method::GET, "/api/customers/search").as_deref(),
+            Some("search")
+        );
+        assert_eq!(
+            name(Method::POST, "/api/customers/search").as_deref(),
+            Some("one")
+        );
         assert_eq!(name(Method::POST, "/api/customers").as_deref(), Some("all"));
-        assert_eq!(name(Method::POST, "/api/customers/").as_deref(), Some("all"));
+        assert_eq!(
+            name(Method::POST, "/api/customers/").as_deref(),
+            Some("all")
+        );
         assert_eq!(name(Method::GET, "/api/customers"), None);
         assert_eq!(name(Method::GET, "/files/a/b/c").as_deref(), Some("rest"));
         assert_eq!(name(Method::GET, "/files").as_deref(), Some("rest"));
@@ -220,8 +242,16 @@ mod tests {
 
     #[test]
     fn refuses_ambiguous_routes_and_bad_templates() {
-        assert!(Router::new(vec![route("a", "/x/{id}", &[Method::GET]), route("b", "/x/{name}", &[])]).is_err());
-        assert!(Router::new(vec![route("a", "/x/{id}", &[Method::GET]), route("b", "/x/{id}", &[Method::POST])]).is_ok());
+        assert!(Router::new(vec![
+            route("a", "/x/{id}", &[Method::GET]),
+            route("b", "/x/{name}", &[])
+        ])
+        .is_err());
+        assert!(Router::new(vec![
+            route("a", "/x/{id}", &[Method::GET]),
+            route("b", "/x/{id}", &[Method::POST])
+        ])
+        .is_ok());
         for bad in ["x", "/a/{*r}/b", "/a/b{c}", "/a/{}", "/a/%41", "/a/../b"] {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }

@@ -84,7 +84,10 @@ mod tests {
         assert_eq!(normalize("//api///customers/").unwrap(), "/api/customers/");
         assert_eq!(normalize("/api/x/../customers").unwrap(), "/api/customers");
         assert_eq!(normalize("/api/./%63ustomers").unwrap(), "/api/customers");
-        assert_eq!(normalize("/api/%2e%2e/api/customers").unwrap(), "/api/customers");
+        assert_eq!(
+            normalize("/api/%2e%2e/api/customers").unwrap(),
+            "/api/customers"
+        );
         assert_eq!(normalize("/a/%c3%a9").unwrap(), "/a/%C3%A9");
         assert_eq!(normalize("/..").unwrap(), "/");
         assert_eq!(normalize("/").unwrap(), "/");
@@ -92,7 +95,10 @@ mod tests {
 
     #[test]
     fn refuses_ambiguous_paths() {
-        assert_eq!(normalize("/api/customers%2F1"), Err(PathRefusal::AmbiguousEscape));
+        assert_eq!(
+            normalize("/api/customers%2F1"),
+            Err(PathRefusal::AmbiguousEscape)
+        );
         assert_eq!(normalize("/api/%5c"), Err(PathRefusal::AmbiguousEscape));
         assert_eq!(normalize("/api/%00"), Err(PathRefusal::AmbiguousEscape));
         assert_eq!(normalize("/api/%zz"), Err(PathRefusal::BadEscape));

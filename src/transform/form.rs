@@ -10,7 +10,11 @@ use super::{is_ours, mask, Action, RuleSet};
 use crate::crypto::{Keyring, ValueType};
 
 /// Applies the single-name rules of `rules` to a form body.
-pub fn transform_form(body: &[u8], rules: &RuleSet, keyring: &Keyring) -> Result<Transformed, TransformError> {
+pub fn transform_form(
+    body: &[u8],
+    rules: &RuleSet,
+    keyring: &Keyring,
+) -> Result<Transformed, TransformError> {
     let mut counts = vec![0u32; rules.fields.len()];
     let mut out = Vec::with_capacity(body.len() + body.len() / 2);
     let mut first = true;
@@ -31,7 +35,10 @@ pub fn transform_form(body: &[u8], rules: &RuleSet, keyring: &Keyring) -> Result
         if is_ours(&value) || is_ours(&key) {
             return Err(TransformError::Scan(ScanError::OurCiphertext(at)));
         }
-        let rule = rules.paths.iter().position(|p| p.single_name() == Some(key.as_str()));
+        let rule = rules
+            .paths
+            .iter()
+            .position(|p| p.single_name() == Some(key.as_str()));
         let replaced = match rule {
             None => Some(pair.to_vec()),
             Some(r) => {
@@ -122,7 +129,11 @@ mod tests {
         let mut set = RuleSet::default();
         for (path, action) in spec {
             set.paths.push(JsonPath::parse(path).unwrap());
-            set.fields.push(FieldRule { label: Arc::from(*path), category: Arc::from("contact"), action: action.clone() });
+            set.fields.push(FieldRule {
+                label: Arc::from(*path),
+                category: Arc::from("contact"),
+                action: action.clone(),
+            });
         }
         set
     }
@@ -139,7 +150,10 @@ mod tests {
         let out = transform_form(body, &set, &kr).unwrap();
         let text = String::from_utf8(out.body).unwrap();
         assert!(text.starts_with("plan=gold%2Bplus&email=tk1."), "{text}");
-        assert!(text.ends_with("&card=%2A%2A%2A%2A%2A%2A%2A%2A%2A%2A%2A%2A%2A%2A%2A1111&a"), "{text}");
+        assert!(
+            text.ends_with("&card=%2A%2A%2A%2A%2A%2A%2A%2A%2A%2A%2A%2A%2A%2A%2A1111&a"),
+            "{text}"
+        );
         assert!(!text.contains("secret") && !text.contains("jane"));
         assert_eq!(out.counts, vec![1, 1, 1]);
         let token = text.split('&').nth(1).unwrap().trim_start_matches("email=");
@@ -153,7 +167,14 @@ mod tests {
         let set = rules(&[("$.email", Action::Encrypt)]);
         assert!(transform_form(b"email=%zz", &set, &kr).is_err());
         assert!(transform_form(b"email=%ff", &set, &kr).is_err());
-        let token = kr.seal(crate::crypto::Mode::Random, "$.email", ValueType::String, b"v").unwrap();
+        let token = kr
+            .seal(
+                crate::crypto::Mode::Random,
+                "$.email",
+                ValueType::String,
+                b"v",
+            )
+            .unwrap();
         let body = format!("note={token}");
         assert!(transform_form(body.as_bytes(), &set, &kr).is_err());
     }

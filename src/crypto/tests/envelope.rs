@@ -8,8 +8,8 @@ use sha2::Sha256;
 
 use super::{b64, fixture, hex, vectors_doc};
 use crate::crypto::{
-    is_pseudonym, label_tag, parse_token, CryptoError, Keyring, Mode, OpenError, ValueType,
-    MARKER, PSEUDONYM_PREFIX,
+    is_pseudonym, label_tag, parse_token, CryptoError, Keyring, Mode, OpenError, ValueType, MARKER,
+    PSEUDONYM_PREFIX,
 };
 
 const LABEL: &str = "customer.email";
@@ -56,7 +56,10 @@ fn deterministic_mode_gives_equal_tokens_random_mode_does_not() {
     assert_eq!(seal(d, LABEL, EMAIL), seal(d, LABEL, EMAIL));
     assert_ne!(seal(d, LABEL, EMAIL), seal(d, LABEL, b"bob@example.com"));
     assert_ne!(seal(d, LABEL, EMAIL), seal(d, "billing.email", EMAIL));
-    assert_ne!(seal(Mode::Random, LABEL, EMAIL), seal(Mode::Random, LABEL, EMAIL));
+    assert_ne!(
+        seal(Mode::Random, LABEL, EMAIL),
+        seal(Mode::Random, LABEL, EMAIL)
+    );
 }
 
 #[test]
@@ -87,18 +90,28 @@ fn any_changed_header_field_is_tampered_or_unknown_key() {
         (format!("tk1.2.dn.{tag}.{body}"), OpenError::Tampered),
         (format!("tk1.2.dz.{tag}.{body}"), OpenError::Tampered),
         (format!("tk1.1.ds.{tag}.{body}"), OpenError::Tampered),
-        (format!("tk1.2.ds.{}.{body}", label_tag("other")), OpenError::Tampered),
+        (
+            format!("tk1.2.ds.{}.{body}", label_tag("other")),
+            OpenError::Tampered,
+        ),
         (format!("tk1.3.ds.{tag}.{body}"), OpenError::UnknownKey),
     ];
     assert_eq!(format!("tk1.2.ds.{tag}.{body}"), token);
     for (changed, expected) in cases {
-        assert_eq!(keyring.open(LABEL, &changed).err(), Some(expected), "{changed}");
+        assert_eq!(
+            keyring.open(LABEL, &changed).err(),
+            Some(expected),
+            "{changed}"
+        );
     }
     for i in 0..tag.len() {
         let mut t = tag.clone().into_bytes();
         t[i] = if t[i] == b'x' { b'y' } else { b'x' };
         let changed = format!("tk1.2.ds.{}.{body}", String::from_utf8(t).expect("ascii"));
-        assert_eq!(keyring.open(LABEL, &changed).err(), Some(OpenError::Tampered));
+        assert_eq!(
+            keyring.open(LABEL, &changed).err(),
+            Some(OpenError::Tampered)
+        );
     }
 }
 
@@ -145,10 +158,19 @@ fn deterministic_token_with_foreign_nonce_is_tampered() {
         let header = format!("tk1.2.{mode}s.{}", label_tag(LABEL));
         let aad = [header.as_bytes(), b"\0", LABEL.as_bytes()].concat();
         let nonce = [7u8; 12];
-        let payload = Payload { msg: EMAIL, aad: &aad };
-        let ct = cipher.encrypt(Nonce::from_slice(&nonce), payload).expect("encrypt");
+        let payload = Payload {
+            msg: EMAIL,
+            aad: &aad,
+        };
+        let ct = cipher
+            .encrypt(Nonce::from_slice(&nonce), payload)
+            .expect("encrypt");
         let token = format!("{header}.{}", b64(&[&nonce[..], &ct].concat()));
-        assert_eq!(keyring.open(LABEL, &token).is_ok(), expect_ok, "mode {mode}");
+        assert_eq!(
+            keyring.open(LABEL, &token).is_ok(),
+            expect_ok,
+            "mode {mode}"
+        );
         if !expect_ok {
             assert_eq!(keyring.open(LABEL, &token).err(), Some(OpenError::Tampered));
         }
@@ -303,8 +325,12 @@ fn errors_and_debug_output_hold_no_secret_or_plaintext() {
             assert!(!m.contains(f.as_str()), "{m:?} contains a secret or value");
         }
     }
-    let reasons = [OpenError::UnknownKey, OpenError::Tampered, OpenError::Malformed]
-        .map(|e| e.reason());
+    let reasons = [
+        OpenError::UnknownKey,
+        OpenError::Tampered,
+        OpenError::Malformed,
+    ]
+    .map(|e| e.reason());
     assert_eq!(reasons, ["unknown_key", "tampered", "malformed"]);
 }
 
@@ -319,12 +345,17 @@ fn seal_and_open_speed() {
         let start = std::time::Instant::now();
         let mut token = String::new();
         for _ in 0..n {
-            token = keyring.seal(mode, LABEL, ValueType::String, value).expect("seal");
+            token = keyring
+                .seal(mode, LABEL, ValueType::String, value)
+                .expect("seal");
         }
         let seal = start.elapsed() / n;
         let start = std::time::Instant::now();
         for _ in 0..n {
-            assert_eq!(keyring.open(LABEL, &token).expect("open").1.len(), value.len());
+            assert_eq!(
+                keyring.open(LABEL, &token).expect("open").1.len(),
+                value.len()
+            );
         }
         println!("{mode:?}: seal {seal:?}, open {:?}", start.elapsed() / n);
     }

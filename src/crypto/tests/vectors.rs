@@ -83,7 +83,12 @@ fn every_vector_opens_to_its_plaintext() {
     for v in vectors() {
         let (value_type, plaintext) = keyring.open(&v.label, &v.token).expect(&v.name);
         assert_eq!(value_type, v.value_type, "vector {:?}", v.name);
-        assert_eq!(&plaintext[..], v.plaintext.as_bytes(), "vector {:?}", v.name);
+        assert_eq!(
+            &plaintext[..],
+            v.plaintext.as_bytes(),
+            "vector {:?}",
+            v.name
+        );
     }
 }
 

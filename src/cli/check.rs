@@ -1,0 +1,160 @@
+//! `tarnkappe check` (config, keyring, privacy assessment) and `tarnkappe audit verify`.
+//! The assessment names routes, labels, categories and actions, never a key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::config::Config;
+use crate::transform::Action;
+
+use super::{load_or_exit, EXIT_DATAERR};
+
+/// Categories a shop API typically carries; those no rule covers are listed as plaintext.
+const COMMON: &[&str] = &[
+    "user.contact.email",
+    "user.name",
+    "user.contact.address",
+    "user.contact.phone_number",
+    "user.financial.credit_card",
+    "user.financial.bank_account",
+    "user.demographic.date_of_birth",
+];
+
+/// Validates and prints the assessment.
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let loaded = match load_or_exit(path) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    print!("{}", assessment(&loaded.config));
+    println!(
+        "keyring: {} key(s), key {} active",
+        loaded.keyring.list().len(),
+        loaded.keyring.active_id()
+    );
+    println!("ok: {} is valid", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(a: &Action) -> &'static str {
+    match a {
+        Action::Encrypt => "encrypted (random nonce; the backend holds ciphertext only)",
+        Action::EncryptDeterministic => {
+            "encrypted deterministically (equal values look equal, so the backend can look them up)"
+        }
+        Action::Redact(_) => "redacted (the backend never sees it; not recoverable)",
+        Action::Drop => "dropped (the backend never sees it)",
+        Action::Mask(_) => "masked (a fragment stays readable; not recoverable)",
+        Action::Hash => "pseudonymised (keyed hash; same input, same pseudonym; not recoverable)",
+    }
+}
+
+/// The privacy assessment text.
+pub fn assessment(c: &Config) -> String {
+    let mut out = String::from("privacy assessment\n");
+    let mut by_category: BTreeMap<&str, Vec<&'static str>> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for r in c.router.routes() {
+        let methods = if r.methods.is_empty() {
+            "ANY".to_owned()
+        } else {
+            r.methods
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        out.push_str(&format!(
+            "  route {} ({methods} {})\n",
+            r.name, r.template.text
+        ));
+        if r.rules.fields.is_empty() {
+            out.push_str("    no field rules: bodies pass through unchanged\n");
+            warnings.push(format!(
+                "route {} has no field rules: anything it carries reaches the backend in plaintext",
+                r.name
+            ));
+        }
+        for (f, p) in r.rules.fields.iter().zip(&r.rules.paths) {
+            out.push_str(&format!(
+                "    {} [{}] {}: {}\n",
+                p.source,
+                f.label,
+                f.category,
+                describe(&f.action)
+            ));
+            let entry = by_category.entry(&f.category).or_default();
+            if !entry.contains(&f.action.name()) {
+                entry.push(f.action.name());
+            }
+        }
+        if r.pass_other_types {
+            warnings.push(format!(
+                "route {} forwards bodies of types it does not parse (pass_other_types)",
+                r.name
+            ));
+        }
+    }
+    out.push_str("  categories protected:\n");
+    for (cat, actions) in &by_category {
+        out.push_str(&format!("    {cat}: {}\n", actions.join(", ")));
+    }
+    let plain: Vec<&str> = COMMON
+        .iter()
+        .copied()
+        .filter(|c| {
+            !by_category
+                .keys()
+                .any(|k| k.starts_with(c) || c.starts_with(k))
+        })
+        .collect();
+    if !plain.is_empty() {
+        out.push_str(&format!(
+            "  stay plaintext if your API carries them: {}\n",
+            plain.join(", ")
+        ));
+    }
+    if c.flow_log.is_none() {
+        warnings.push("no [flow_log]: exchanges are not recorded for the data-flow map".into());
+    }
+    if c.admin.is_none() {
+        warnings.push("no [admin] listener: no metrics or health endpoints".into());
+    }
+    for w in warnings {
+        out.push_str(&format!("  warning: {w}\n"));
+    }
+    out
+}
+
+/// `audit verify`.
+pub fn verify(files: &[PathBuf], config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let files: Vec<PathBuf> = match files {
+        [one] if one.is_file() => crate::flowlog::files_in_order(one),
+        many => many.to_vec(),
+    };
+    let key = match config {
+        Some(path) => match load_or_exit(path) {
+            Ok(l) => Some(l.keyring.derive_secret("flow-log-hmac")),
+            Err(code) => return Ok(code),
+        },
+        None => None,
+    };
+    match crate::flowlog::verify(&files, key.as_deref()) {
+        Ok(report) => {
+            println!(
+                "ok: {} event(s) in {} file(s), {} instance(s), {} .. {}",
+                report.events,
+                report.files,
+                report.instances,
+                report.first_time.as_deref().unwrap_or("-"),
+                report.last_time.as_deref().unwrap_or("-")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(brk) => {
+            eprintln!("{brk}");
+            Ok(ExitCode::from(EXIT_DATAERR))
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The public listener: accept, serve HTTP/1.1 and HTTP/2 (h2c with prior knowledge)
+//! on each connection, and on shutdown stop accepting and drain in-flight requests
+//! within a grace period. Never logs request data.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::proxy::Proxy;
+
+/// Serves `proxy` on `listener` until `shutdown` resolves, then drains for at most
+/// `grace`. Returns whether every connection finished within the grace period.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> bool {
+    let header_timeout = proxy.snapshot().config.limits.header_timeout;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let proxy = proxy.clone();
+                let service = service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(peer = %peer_class(peer), error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => true,
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(grace_s = grace.as_secs(), "grace period over; closing remaining connections");
+            false
+        }
+    }
+}
+
+/// Loopback or not: enough to debug, never a client address in logs.
+fn peer_class(peer: SocketAddr) -> &'static str {
+    if peer.ip().is_loopback() {
+        "loopback"
+    } else {
+        "remote"
+    }
+}

@@ -1,0 +1,245 @@
+//! What the proxy remembers of one exchange, and the recorder that turns it into one
+//! value-free flow event (and metrics) from the outermost layer, refusals included.
+//! Only config names, closed reason sets and numbers leave this file.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Method;
+
+use crate::config::{ClientAddress, Config};
+use crate::error::ProxyError;
+use crate::flowlog::{
+    ClientAddr, ClientAddrMode, ConfigStr, Direction, FieldEvent, FlowEvent, FlowLog, MethodName,
+    Outcome, RefuseReason, RequestId, UpstreamFailure,
+};
+use crate::route::Route;
+use crate::transform::request::TransformError;
+use crate::transform::scan::ScanError;
+
+/// Values one rule touched in one direction.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldCount {
+    /// Index of the rule in its route.
+    pub rule: usize,
+    /// How many values.
+    pub count: u32,
+}
+
+/// One exchange as it happened.
+pub struct Exchange {
+    /// Sanitized or generated request id.
+    pub request_id: RequestId,
+    /// The request method.
+    pub method: Method,
+    /// Client socket address.
+    pub peer: SocketAddr,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The matched route.
+    pub route: Option<Arc<Route>>,
+    /// Status sent to the client.
+    pub status: u16,
+    /// Why the proxy answered itself, if it did.
+    pub error: Option<ProxyError>,
+    /// Request-direction counts per rule.
+    pub request_fields: Vec<FieldCount>,
+    /// Response values opened, per label.
+    pub response_opened: Vec<(Arc<str>, u32)>,
+    /// Response values that did not open.
+    pub open_failures: u32,
+    /// Their reasons.
+    pub open_failure_reasons: Vec<&'static str>,
+    /// A response on a rule route passed unopened (compressed, too large, not JSON).
+    pub response_passed_unopened: bool,
+    /// Time waiting on the upstream.
+    pub upstream_time: Option<Duration>,
+    /// Time reading and rewriting bodies.
+    pub transform_time: Duration,
+    /// Buffered request bytes.
+    pub bytes_in: u64,
+    /// Buffered response bytes.
+    pub bytes_out: u64,
+}
+
+impl Exchange {
+    /// A fresh record.
+    pub fn new(
+        request_id: RequestId,
+        method: Method,
+        peer: SocketAddr,
+        started: Instant,
+    ) -> Exchange {
+        Exchange {
+            request_id,
+            method,
+            peer,
+            started,
+            route: None,
+            status: 0,
+            error: None,
+            request_fields: Vec::new(),
+            response_opened: Vec::new(),
+            open_failures: 0,
+            open_failure_reasons: Vec::new(),
+            response_passed_unopened: false,
+            upstream_time: None,
+            transform_time: Duration::ZERO,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    /// Records the per-rule counts of a request transform.
+    pub fn add_request_counts(&mut self, counts: &[u32]) {
+        for (rule, &count) in counts.iter().enumerate() {
+            if count > 0 {
+                self.request_fields.push(FieldCount { rule, count });
+            }
+        }
+    }
+}
+
+/// Where exchanges go: the flow log (if configured) and the metrics hook.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    flowlog: Option<FlowLog>,
+    client_hash_key: Arc<[u8; 32]>,
+    observers: Vec<Arc<dyn Fn(&Exchange) + Send + Sync>>,
+}
+
+impl Recorder {
+    /// A recorder writing to `flowlog`; client addresses hashed with `client_hash_key`.
+    pub fn new(flowlog: Option<FlowLog>, client_hash_key: [u8; 32]) -> Recorder {
+        Recorder {
+            flowlog,
+            client_hash_key: Arc::new(client_hash_key),
+            observers: Vec::new(),
+        }
+    }
+
+    /// Adds an observer (metrics) that sees every exchange.
+    pub fn observe(&mut self, f: Arc<dyn Fn(&Exchange) + Send + Sync>) {
+        self.observers.push(f);
+    }
+
+    /// The flow log, if any.
+    pub fn flowlog(&self) -> Option<&FlowLog> {
+        self.flowlog.as_ref()
+    }
+
+    /// Should rule routes refuse now (the log cannot record and the config says so)?
+    pub fn must_refuse(&self) -> bool {
+        self.flowlog.as_ref().is_some_and(|f| f.must_refuse())
+    }
+
+    /// Records one finished exchange.
+    pub fn record(&self, ex: Exchange, config: &Config) {
+        for o in &self.observers {
+            o(&ex);
+        }
+        if let Some(log) = &self.flowlog {
+            log.emit(self.event(ex, config));
+        }
+    }
+
+    fn event(&self, ex: Exchange, config: &Config) -> FlowEvent {
+        let mut ev = FlowEvent::new(ex.request_id, MethodName::new(ex.method.as_str()));
+        if let Some(route) = &ex.route {
+            ev.route = Some(ConfigStr::new(&route.name));
+            ev.path_template = Some(ConfigStr::new(&route.template.text));
+            for fc in &ex.request_fields {
+                let rule = &route.rules.fields[fc.rule];
+                ev.fields.push(FieldEvent {
+                    label: ConfigStr::new(&rule.label),
+                    category: ConfigStr::new(&rule.category),
+                    action: ConfigStr::new(rule.action.name()),
+                    direction: Direction::Request,
+                    count: fc.count,
+                });
+            }
+            for (label, count) in &ex.response_opened {
+                let category = route
+                    .rules
+                    .fields
+                    .iter()
+                    .find(|f| f.label == *label)
+                    .map_or("unknown", |f| &f.category);
+                ev.fields.push(FieldEvent {
+                    label: ConfigStr::new(label),
+                    category: ConfigStr::new(category),
+                    action: ConfigStr::new("open"),
+                    direction: Direction::Response,
+                    count: *count,
+                });
+            }
+        }
+        let settings = config.flow_log.as_ref();
+        let mode = settings.map_or(ClientAddress::Truncate, |s| s.client_address);
+        ev.client = match mode {
+            ClientAddress::Omit => None,
+            ClientAddress::Keep => Some(ClientAddr::from_ip(
+                ex.peer.ip(),
+                ClientAddrMode::Keep,
+                &self.client_hash_key,
+            )),
+            ClientAddress::Truncate => Some(ClientAddr::from_ip(
+                ex.peer.ip(),
+                ClientAddrMode::Truncate,
+                &self.client_hash_key,
+            )),
+            ClientAddress::Hash => Some(ClientAddr::from_ip(
+                ex.peer.ip(),
+                ClientAddrMode::Hash,
+                &self.client_hash_key,
+            )),
+        };
+        ev.upstream = ex
+            .upstream_time
+            .map(|_| ConfigStr::new(&config.upstream.name));
+        ev.status = ex.status;
+        ev.outcome = ex.error.map_or(Outcome::Forwarded, outcome);
+        ev.open_failures = ex.open_failures;
+        ev.duration_us = micros(ex.started.elapsed());
+        ev.upstream_us = ex.upstream_time.map(micros);
+        ev.transform_us = micros(ex.transform_time);
+        ev.bytes_in = ex.bytes_in;
+        ev.bytes_out = ex.bytes_out;
+        ev
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The flow-log outcome of a proxy error.
+pub fn outcome(e: ProxyError) -> Outcome {
+    let refused = Outcome::Refused;
+    match e {
+        ProxyError::BadPath(_) => refused(RefuseReason::AmbiguousPath),
+        ProxyError::Body(TransformError::Crypto(_)) => refused(RefuseReason::CryptoFailure),
+        ProxyError::Body(TransformError::Scan(s)) => refused(match s {
+            ScanError::DuplicateMember(_) => RefuseReason::DuplicateMember,
+            ScanError::TooDeep => RefuseReason::TooDeep,
+            ScanError::TooManyNodes => RefuseReason::TooLarge,
+            ScanError::OurCiphertext(_) => RefuseReason::AlreadyProtected,
+            ScanError::Malformed(_)
+            | ScanError::InvalidUtf8
+            | ScanError::Bom
+            | ScanError::LoneSurrogate(_)
+            | ScanError::TrailingData(_) => RefuseReason::Malformed,
+        }),
+        ProxyError::TooLarge => refused(RefuseReason::TooLarge),
+        ProxyError::UnsupportedMediaType | ProxyError::UnsupportedEncoding => {
+            refused(RefuseReason::UnsupportedMedia)
+        }
+        ProxyError::BodyTimeout => refused(RefuseReason::ReadTimeout),
+        ProxyError::BodyRead => refused(RefuseReason::Malformed),
+        ProxyError::LogUnavailable => refused(RefuseReason::FlowLogUnavailable),
+        ProxyError::OpenFailed => refused(RefuseReason::OpenFailed),
+        ProxyError::UpstreamFailed => Outcome::UpstreamFailed(UpstreamFailure::Connect),
+        ProxyError::UpstreamTimeout => Outcome::UpstreamFailed(UpstreamFailure::Timeout),
+    }
+}

@@ -1,0 +1,306 @@
+//! The request path, top to bottom: request id -> normalised path -> route -> (rule
+//! routes) capped body read and transform -> upstream -> (rule routes) response opening
+//! -> one exchange record for the flow log and metrics, errors included.
+//!
+//! Fail closed: whatever a rule route cannot parse is refused, never forwarded as is.
+//! Never logs a body, a field value or a header value.
+
+mod body_read;
+mod exchange;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, Uri, Version};
+
+pub use exchange::{Exchange, FieldCount, Recorder};
+
+use crate::body::{self, Body, BoxError};
+use crate::config::{Config, Loaded};
+use crate::crypto::Keyring;
+use crate::error::ProxyError;
+use crate::flowlog::RequestId;
+use crate::route::{path, OpenFailure, Route};
+use crate::transform::{form, request, response};
+use crate::upstream::{self, UpstreamClient};
+use body_read::{read_capped, BodyKind};
+
+/// One loaded config and keyring; requests finish on the snapshot they started with.
+pub struct Snapshot {
+    /// The config.
+    pub config: Config,
+    /// The keyring.
+    pub keyring: Keyring,
+}
+
+/// The proxy's shared state.
+pub struct Proxy {
+    snapshot: RwLock<Arc<Snapshot>>,
+    client: UpstreamClient,
+    recorder: Recorder,
+}
+
+impl Proxy {
+    /// A proxy serving `loaded`, recording exchanges with `recorder`.
+    pub fn new(loaded: Loaded, recorder: Recorder) -> Proxy {
+        let client = upstream::client(loaded.config.upstream.connect_timeout);
+        let snapshot = Snapshot {
+            config: loaded.config,
+            keyring: loaded.keyring,
+        };
+        Proxy {
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            client,
+            recorder,
+        }
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a new config and keyring atomically; in-flight requests keep theirs.
+    pub fn replace(&self, loaded: Loaded) {
+        let next = Arc::new(Snapshot {
+            config: loaded.config,
+            keyring: loaded.keyring,
+        });
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = next;
+    }
+
+    /// The recorder (flow log and metrics).
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Handles one exchange; always answers, and always records.
+    pub fn handle<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let req = req.map(body::boxed);
+        Box::pin(self.handle_boxed(req, peer))
+    }
+
+    async fn handle_boxed(self: Arc<Self>, req: Request<Body>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let snap = self.snapshot();
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(RequestId::sanitize)
+            .unwrap_or_else(RequestId::generate);
+        let mut ex = Exchange::new(request_id, req.method().clone(), peer, started);
+        let resp = match self.exchange(&snap, req, &mut ex).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                ex.error = Some(e);
+                e.to_response(ex.request_id.as_str()).map(body::full)
+            }
+        };
+        let mut resp = resp;
+        if let Ok(v) = HeaderValue::from_str(ex.request_id.as_str()) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        ex.status = resp.status().as_u16();
+        self.recorder.record(ex, &snap.config);
+        resp
+    }
+
+    async fn exchange(
+        &self,
+        snap: &Snapshot,
+        req: Request<Body>,
+        ex: &mut Exchange,
+    ) -> Result<Response<Body>, ProxyError> {
+        let config = &snap.config;
+        // Match on one spelling of the path, and send upstream exactly that spelling.
+        let normalized = path::normalize(req.uri().path()).map_err(ProxyError::BadPath)?;
+        let route = config.router.find(req.method(), &normalized).cloned();
+        ex.route = route.clone();
+        let rules = route.as_ref().filter(|r| r.has_rules());
+        // A rule route refuses while its exchanges cannot be recorded.
+        if rules.is_some() && self.recorder.must_refuse() {
+            return Err(ProxyError::LogUnavailable);
+        }
+        let (mut parts, body) = req.into_parts();
+        let body = match rules {
+            Some(route) => match self
+                .transform_request(snap, route, &parts, body, ex)
+                .await?
+            {
+                Rewritten::Kept(body) => body,
+                Rewritten::New(bytes) => {
+                    // The splice changed the length: say the new one.
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    body::full(bytes)
+                }
+            },
+            None => body,
+        };
+        parts.uri = upstream_uri(config, &normalized, parts.uri.query())?;
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| authority_header(&parts.uri));
+        upstream::strip_hop_by_hop(&mut parts.headers);
+        upstream::add_forwarding(&mut parts.headers, ex.peer, host, ex.request_id.as_str());
+        parts.headers.remove(header::HOST);
+        if rules.is_some() {
+            // Ask for an answer we can open: we never decompress.
+            parts.headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
+        parts.version = Version::HTTP_11;
+        let upstream_started = Instant::now();
+        let answer = tokio::time::timeout(
+            config.upstream.timeout,
+            self.client.request(Request::from_parts(parts, body)),
+        )
+        .await;
+        ex.upstream_time = Some(upstream_started.elapsed());
+        let resp = match answer {
+            Err(_) => return Err(ProxyError::UpstreamTimeout),
+            Ok(Err(_)) => return Err(ProxyError::UpstreamFailed),
+            Ok(Ok(resp)) => resp,
+        };
+        let (mut parts, body) = resp.into_parts();
+        upstream::strip_hop_by_hop(&mut parts.headers);
+        let body = body::boxed(body);
+        match rules {
+            Some(route) => self.open_response(snap, route, parts, body, ex).await,
+            None => Ok(Response::from_parts(parts, body)),
+        }
+    }
+
+    async fn transform_request(
+        &self,
+        snap: &Snapshot,
+        route: &Route,
+        parts: &http::request::Parts,
+        body: Body,
+        ex: &mut Exchange,
+    ) -> Result<Rewritten, ProxyError> {
+        let limits = &snap.config.limits;
+        let kind = BodyKind::of(&parts.headers);
+        if http_body::Body::is_end_stream(&body) {
+            return Ok(Rewritten::Kept(body));
+        }
+        match kind {
+            BodyKind::Encoded => return Err(ProxyError::UnsupportedEncoding),
+            BodyKind::Other if route.pass_other_types => return Ok(Rewritten::Kept(body)),
+            BodyKind::Other => return Err(ProxyError::UnsupportedMediaType),
+            BodyKind::Json | BodyKind::Form => {}
+        }
+        let bytes = read_capped(body, &parts.headers, limits.max_body, limits.body_timeout).await?;
+        ex.bytes_in = bytes.len() as u64;
+        let started = Instant::now();
+        let out = match kind {
+            BodyKind::Form => form::transform_form(&bytes, &route.rules, &snap.keyring),
+            _ => request::transform_json(&bytes, &route.rules, &snap.keyring, limits.json),
+        }
+        .map_err(ProxyError::Body)?;
+        ex.transform_time += started.elapsed();
+        ex.add_request_counts(&out.counts);
+        Ok(Rewritten::New(Bytes::from(out.body)))
+    }
+
+    async fn open_response(
+        &self,
+        snap: &Snapshot,
+        route: &Route,
+        mut parts: http::response::Parts,
+        body: Body,
+        ex: &mut Exchange,
+    ) -> Result<Response<Body>, ProxyError> {
+        let limits = &snap.config.limits;
+        if BodyKind::of(&parts.headers) != BodyKind::Json
+            || parts.status == http::StatusCode::NO_CONTENT
+        {
+            // Not JSON, or compressed despite our request: it passes as it is (it cannot
+            // hold plaintext of ours), and is counted.
+            ex.response_passed_unopened = BodyKind::of(&parts.headers) == BodyKind::Encoded;
+            return Ok(Response::from_parts(parts, body));
+        }
+        if body_read::declared_length(&parts.headers).is_some_and(|n| n > limits.max_body) {
+            // Too large to open: it passes as it is, ciphertext and all, and is counted.
+            ex.response_passed_unopened = true;
+            return Ok(Response::from_parts(parts, body));
+        }
+        let bytes = read_capped(body, &parts.headers, limits.max_body, limits.body_timeout)
+            .await
+            .map_err(|_| ProxyError::UpstreamFailed)?;
+        let started = Instant::now();
+        let opened = response::open_json(&bytes, &snap.config.labels, &snap.keyring, limits.json);
+        ex.transform_time += started.elapsed();
+        let body = match opened {
+            Ok(o) => {
+                ex.open_failures = o.failures.len() as u32;
+                ex.open_failure_reasons = o.failures;
+                ex.response_opened = o.opened;
+                if ex.open_failures > 0 && route.on_open_failure == OpenFailure::Fail {
+                    return Err(ProxyError::OpenFailed);
+                }
+                o.body.map(Bytes::from).unwrap_or(bytes)
+            }
+            Err(_) => {
+                ex.response_passed_unopened = true;
+                bytes
+            }
+        };
+        ex.bytes_out = body.len() as u64;
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        parts
+            .headers
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(Response::from_parts(parts, body::full(body)))
+    }
+}
+
+/// A request body after the transform stage.
+enum Rewritten {
+    /// Forwarded as it came (nothing to read).
+    Kept(Body),
+    /// Buffered and rewritten.
+    New(Bytes),
+}
+
+fn upstream_uri(config: &Config, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+    let up = &config.upstream;
+    let pq = match query {
+        Some(q) => format!("{}{path}?{q}", up.base_path),
+        None => format!("{}{path}", up.base_path),
+    };
+    Uri::builder()
+        .scheme("http")
+        .authority(up.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| ProxyError::BadPath(path::PathRefusal::BadCharacter))
+}
+
+fn authority_header(uri: &Uri) -> Option<HeaderValue> {
+    uri.authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
