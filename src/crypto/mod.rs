@@ -6,6 +6,7 @@
 //! - `keyfile`: the keyring file (TOML, validation, errors); `private_file`: 0600 files,
 //!   atomic replace.
 //! - `cipher`: per-version derived keys (AES-256-GCM-SIV, HMAC-SHA256).
+//! - `derive`: secrets for other modules (flow log chain), derived from the pseudonym secret.
 //!
 //! The format is specified in `docs/ciphertext.md`, with test vectors in
 //! `docs/ciphertext-vectors.json` that the tests here check. Nothing in this module
