@@ -14,6 +14,7 @@
 //!
 //! Nothing in this crate ever logs, returns or panics with a field value.
 
+pub mod admin;
 pub mod body;
 pub mod cli;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod demo;
 pub mod error;
 pub mod flowlog;
 pub mod listener;
+pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod server;

@@ -11,8 +11,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use prometheus::Registry;
+
+use crate::admin::AdminState;
 use crate::config::{self, ClientAddress, ConfigErrors, Loaded};
 use crate::flowlog::{ConfigStr, FlowLog, FlowLogConfig, OnFailure};
+use crate::metrics::Metrics;
 use crate::proxy::{Proxy, Recorder};
 
 /// A running proxy.
@@ -21,6 +25,10 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The proxy state (snapshot, recorder).
     pub proxy: Arc<Proxy>,
+    /// The admin listener's address, if configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// The metric families.
+    pub metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<bool>,
     grace: Duration,
@@ -72,13 +80,36 @@ impl Server {
     pub fn start(
         loaded: Loaded,
         listener: TcpListener,
-        recorder: Recorder,
+        mut recorder: Recorder,
         grace: Duration,
     ) -> anyhow::Result<Server> {
         let addr = listener
             .local_addr()
             .context("reading the listener address")?;
+        let registry = Registry::new();
+        let metrics = Arc::new(Metrics::new(&registry).context("registering metrics")?);
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .context("registering process metrics")?;
+        let observer = metrics.clone();
+        recorder.observe(Arc::new(move |ex| observer.observe(ex)));
+        let admin = loaded.config.admin;
         let proxy = Arc::new(Proxy::new(loaded, recorder));
+        let admin_addr = match admin {
+            Some(a) => {
+                let state = AdminState {
+                    proxy: proxy.clone(),
+                    registry,
+                    metrics: metrics.clone(),
+                };
+                let bound = crate::admin::spawn(a, state)
+                    .with_context(|| format!("binding the admin listener {a}"))?;
+                Some(bound)
+            }
+            None => None,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(crate::listener::serve(
             listener,
@@ -91,6 +122,8 @@ impl Server {
         Ok(Server {
             addr,
             proxy,
+            admin_addr,
+            metrics,
             stop: Some(stop),
             task,
             grace,
@@ -99,7 +132,12 @@ impl Server {
 
     /// Reloads config and keyring from the config file; on any error the old ones stay.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
-        reload(&self.proxy)
+        let result = reload(&self.proxy);
+        match &result {
+            Ok(()) => self.metrics.reloads.inc(),
+            Err(_) => self.metrics.reload_failures.inc(),
+        }
+        result
     }
 
     /// Stops accepting, drains, flushes the flow log. Returns whether the drain finished in time.
@@ -109,6 +147,7 @@ impl Server {
         }
         let drained = (&mut self.task).await.unwrap_or(false);
         if let Some(log) = self.proxy.recorder().flowlog() {
+            // Every event emitted so far reaches the disk before we return.
             log.flush(self.grace.min(Duration::from_secs(10)));
         }
         drained

@@ -23,6 +23,10 @@ pub struct DemoArgs {
 pub fn demo_config(backend: std::net::SocketAddr, port: u16) -> String {
     include_str!("../../config/demo.toml")
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace(
+            "127.0.0.1:9090",
+            &format!("127.0.0.1:{}", port.wrapping_add(1010)),
+        )
         .replace("http://127.0.0.1:3000", &format!("http://{backend}"))
 }
 
@@ -59,7 +63,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             })?;
         let recorder = server::recorder(&loaded)?;
         let server = Server::start(loaded, listener, recorder, DEFAULT_GRACE)?;
-        print_guide(server.addr, backend.addr, &db, &dir);
+        let admin = server
+            .admin_addr
+            .map_or_else(|| "-".to_owned(), |a| a.to_string());
+        print_guide(server.addr, backend.addr, &admin, &db, &dir);
         tokio::signal::ctrl_c().await?;
         server.shutdown().await;
         backend.shutdown().await;
@@ -70,6 +77,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 fn print_guide(
     proxy: std::net::SocketAddr,
     backend: std::net::SocketAddr,
+    admin: &str,
     db: &std::path::Path,
     dir: &std::path::Path,
 ) {
@@ -77,6 +85,7 @@ fn print_guide(
         r#"tarnkappe demo
   proxy    http://{proxy}   (what your frontend talks to)
   backend  http://{backend}   (the shop API; stores to {db})
+  metrics  http://{admin}/metrics
   config   {dir}/tarnkappe.toml, keyring {dir}/keyring.toml, flow log {dir}/flow.jsonl
 
 1. Create a customer through the proxy:

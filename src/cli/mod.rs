@@ -4,6 +4,7 @@
 
 mod check;
 mod demo;
+mod health;
 mod keys;
 mod seal;
 mod serve;
@@ -63,6 +64,8 @@ pub enum Command {
     Audit(AuditCommand),
     /// Start the proxy in front of a bundled demo shop, and show what to try.
     Demo(demo::DemoArgs),
+    /// Probe the admin listener (for container health checks).
+    Health(health::HealthArgs),
 }
 
 /// `--config FILE` (or TARNKAPPE_CONFIG).
@@ -99,6 +102,7 @@ pub fn run(cli: Cli) -> ExitCode {
             check::verify(&files, config.as_deref())
         }
         Command::Demo(a) => demo::run(a),
+        Command::Health(a) => health::run(a),
     };
     match result {
         Ok(code) => code,

@@ -101,12 +101,15 @@ impl Exchange {
     }
 }
 
+/// Something that sees every finished exchange (metrics).
+pub type Observer = Arc<dyn Fn(&Exchange) + Send + Sync>;
+
 /// Where exchanges go: the flow log (if configured) and the metrics hook.
 #[derive(Clone, Default)]
 pub struct Recorder {
     flowlog: Option<FlowLog>,
     client_hash_key: Arc<[u8; 32]>,
-    observers: Vec<Arc<dyn Fn(&Exchange) + Send + Sync>>,
+    observers: Vec<Observer>,
 }
 
 impl Recorder {
@@ -120,7 +123,7 @@ impl Recorder {
     }
 
     /// Adds an observer (metrics) that sees every exchange.
-    pub fn observe(&mut self, f: Arc<dyn Fn(&Exchange) + Send + Sync>) {
+    pub fn observe(&mut self, f: Observer) {
         self.observers.push(f);
     }
 

@@ -487,6 +487,8 @@ impl<'a> Scanner<'a, '_> {
         Ok(())
     }
 
+    // The name is kept as a Cow: the set holds borrowed names where it can.
+    #[allow(clippy::ptr_arg)]
     fn check_duplicate(
         &mut self,
         name: &Cow<'a, str>,
