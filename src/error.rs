@@ -36,6 +36,9 @@ pub enum ProxyError {
     /// The flow log cannot record the exchange.
     #[error("flow log unavailable")]
     LogUnavailable,
+    /// Too many requests in flight.
+    #[error("overloaded")]
+    Overloaded,
     /// The upstream refused, reset or answered invalidly.
     #[error("upstream failed")]
     UpstreamFailed,
@@ -70,7 +73,7 @@ impl ProxyError {
             }
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BodyRead => StatusCode::BAD_REQUEST,
-            ProxyError::LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::LogUnavailable | ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamFailed | ProxyError::OpenFailed => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -90,6 +93,7 @@ impl ProxyError {
             ProxyError::BodyTimeout => "body_timeout",
             ProxyError::BodyRead => "body_read_failed",
             ProxyError::LogUnavailable => "flow_log_unavailable",
+            ProxyError::Overloaded => "overloaded",
             ProxyError::UpstreamFailed => "upstream_failed",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::OpenFailed => "open_failed",

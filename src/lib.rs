@@ -25,6 +25,7 @@ pub mod flowlog;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;
+pub mod report;
 pub mod route;
 pub mod server;
 pub mod transform;

@@ -19,6 +19,43 @@ pub struct DemoArgs {
     pub port: u16,
 }
 
+/// `demo-backend` options: the demo shop alone (for docker compose).
+#[derive(Debug, clap::Args)]
+pub struct BackendArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: std::net::SocketAddr,
+    /// The SQLite file.
+    #[arg(long, default_value = "shop.db")]
+    pub db: PathBuf,
+}
+
+/// Runs the demo shop backend alone until SIGTERM/SIGINT.
+pub fn run_backend(args: BackendArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let backend = crate::demo::start_backend(listener, args.db.clone()).await?;
+        println!(
+            "demo shop backend on http://{} storing to {}",
+            backend.addr,
+            args.db.display()
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        backend.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 /// The demo config, with the backend address and paths filled in.
 pub fn demo_config(backend: std::net::SocketAddr, port: u16) -> String {
     include_str!("../../config/demo.toml")

@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod health;
 mod keys;
+mod report;
 mod seal;
 mod serve;
 
@@ -64,6 +65,10 @@ pub enum Command {
     Audit(AuditCommand),
     /// Start the proxy in front of a bundled demo shop, and show what to try.
     Demo(demo::DemoArgs),
+    /// Build the data-flow map and data inventory from flow logs.
+    Report(report::ReportArgs),
+    /// Run the bundled demo shop backend alone (for docker compose).
+    DemoBackend(demo::BackendArgs),
     /// Probe the admin listener (for container health checks).
     Health(health::HealthArgs),
 }
@@ -102,7 +107,9 @@ pub fn run(cli: Cli) -> ExitCode {
             check::verify(&files, config.as_deref())
         }
         Command::Demo(a) => demo::run(a),
+        Command::DemoBackend(a) => demo::run_backend(a),
         Command::Health(a) => health::run(a),
+        Command::Report(a) => report::run(a),
     };
     match result {
         Ok(code) => code,

@@ -33,6 +33,8 @@ pub const DEFAULT_MAX_BODY: u64 = 8 << 20;
 pub const DEFAULT_MAX_DEPTH: usize = 64;
 /// Default for `limits.max_nodes`.
 pub const DEFAULT_MAX_NODES: usize = 1_000_000;
+/// Default for `limits.max_in_flight`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// Default for `limits.body_timeout`.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for `limits.header_timeout`.
@@ -72,6 +74,8 @@ pub struct BodyLimits {
     pub body_timeout: Duration,
     /// Time to read request headers.
     pub header_timeout: Duration,
+    /// Requests handled at once; more are refused with 503 (read at start).
+    pub max_in_flight: usize,
 }
 
 /// What the flow log keeps of the client address.
@@ -407,17 +411,16 @@ fn limits(d: &mut Diag<'_>, raw: &RawConfig) -> BodyLimits {
         DEFAULT_MAX_NODES,
         (1, 100_000_000),
     );
-    if let Some(m) = &l.max_connections {
-        count(
-            d,
-            &Some(m.clone()),
-            "limits.max_connections",
-            0,
-            (1, 1_000_000),
-        );
-    }
+    let max_in_flight = count(
+        d,
+        &l.max_in_flight,
+        "limits.max_in_flight",
+        DEFAULT_MAX_IN_FLIGHT,
+        (1, 1_000_000),
+    );
     BodyLimits {
         max_body,
+        max_in_flight,
         json: Limits {
             max_depth,
             max_nodes,

@@ -62,7 +62,7 @@ pub struct RawLimits {
     pub max_nodes: Option<Spanned<i64>>,
     pub body_timeout: Option<S>,
     pub header_timeout: Option<S>,
-    pub max_connections: Option<Spanned<i64>>,
+    pub max_in_flight: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -241,6 +241,7 @@ pub fn outcome(e: ProxyError) -> Outcome {
         ProxyError::BodyTimeout => refused(RefuseReason::ReadTimeout),
         ProxyError::BodyRead => refused(RefuseReason::Malformed),
         ProxyError::LogUnavailable => refused(RefuseReason::FlowLogUnavailable),
+        ProxyError::Overloaded => refused(RefuseReason::Overloaded),
         ProxyError::OpenFailed => refused(RefuseReason::OpenFailed),
         ProxyError::UpstreamFailed => Outcome::UpstreamFailed(UpstreamFailure::Connect),
         ProxyError::UpstreamTimeout => Outcome::UpstreamFailed(UpstreamFailure::Timeout),

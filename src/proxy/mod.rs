@@ -42,12 +42,15 @@ pub struct Proxy {
     snapshot: RwLock<Arc<Snapshot>>,
     client: UpstreamClient,
     recorder: Recorder,
+    /// Bounds requests in flight; over it, 503 early rather than timeouts or OOM.
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl Proxy {
     /// A proxy serving `loaded`, recording exchanges with `recorder`.
     pub fn new(loaded: Loaded, recorder: Recorder) -> Proxy {
         let client = upstream::client(loaded.config.upstream.connect_timeout);
+        let in_flight = tokio::sync::Semaphore::new(loaded.config.limits.max_in_flight);
         let snapshot = Snapshot {
             config: loaded.config,
             keyring: loaded.keyring,
@@ -56,6 +59,7 @@ impl Proxy {
             snapshot: RwLock::new(Arc::new(snapshot)),
             client,
             recorder,
+            in_flight,
         }
     }
 
@@ -105,7 +109,12 @@ impl Proxy {
             .and_then(RequestId::sanitize)
             .unwrap_or_else(RequestId::generate);
         let mut ex = Exchange::new(request_id, req.method().clone(), peer, started);
-        let resp = match self.exchange(&snap, req, &mut ex).await {
+        let permit = self.in_flight.try_acquire();
+        let outcome = match permit {
+            Ok(_permit) => self.exchange(&snap, req, &mut ex).await,
+            Err(_) => Err(ProxyError::Overloaded),
+        };
+        let resp = match outcome {
             Ok(resp) => resp,
             Err(e) => {
                 ex.error = Some(e);
@@ -233,9 +242,10 @@ impl Proxy {
         ex: &mut Exchange,
     ) -> Result<Response<Body>, ProxyError> {
         let limits = &snap.config.limits;
-        if BodyKind::of(&parts.headers) != BodyKind::Json
+        let bodiless = ex.method == http::Method::HEAD
             || parts.status == http::StatusCode::NO_CONTENT
-        {
+            || parts.status == http::StatusCode::NOT_MODIFIED;
+        if BodyKind::of(&parts.headers) != BodyKind::Json || bodiless {
             // Not JSON, or compressed despite our request: it passes as it is (it cannot
             // hold plaintext of ours), and is counted.
             ex.response_passed_unopened = BodyKind::of(&parts.headers) == BodyKind::Encoded;
