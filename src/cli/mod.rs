@@ -50,7 +50,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy until SIGTERM/SIGINT, then drain in-flight requests.
-    Serve(ConfigArg),
+    Serve(serve::ServeArgs),
     /// Validate config and keyring; print the privacy assessment.
     Check(ConfigArg),
     /// Create, rotate and list keys.
@@ -98,7 +98,7 @@ pub enum AuditCommand {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Serve(a) => serve::run(&a.config),
+        Command::Serve(a) => serve::run(a),
         Command::Check(a) => check::run(&a.config),
         Command::Keys(k) => keys::run(k),
         Command::Seal(a) => seal::run(a, true),

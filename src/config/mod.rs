@@ -27,6 +27,11 @@ use crate::crypto::Keyring;
 use crate::route::{OpenFailure, Route, Router, Template};
 use crate::transform::{Action, FieldRule, JsonPath, Labels, Limits, MaskStyle, RuleSet};
 
+/// Parses a duration written as in the config (`30s`, `500ms`, `2m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    units::duration(s)
+}
+
 /// Default for `limits.max_body`.
 pub const DEFAULT_MAX_BODY: u64 = 8 << 20;
 /// Default for `limits.max_depth`.
