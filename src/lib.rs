@@ -28,5 +28,6 @@ pub mod proxy;
 pub mod report;
 pub mod route;
 pub mod server;
+pub mod tls;
 pub mod transform;
 pub mod upstream;

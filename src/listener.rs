@@ -1,5 +1,5 @@
-//! The public listener: accept, serve HTTP/1.1 and HTTP/2 (h2c with prior knowledge)
-//! on each connection, and on shutdown stop accepting and drain in-flight requests
+//! The public listener: accept, terminate TLS when configured (ALPN h2/http1.1),
+//! serve HTTP/1.1 and HTTP/2 (h2c with prior knowledge without TLS) on each connection, and on shutdown stop accepting and drain in-flight requests
 //! within a grace period. Never logs request data.
 
 use std::future::Future;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 
 use crate::proxy::Proxy;
@@ -48,16 +48,21 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let tls = proxy.snapshot().config.tls.clone();
                 let proxy = proxy.clone();
-                let service = service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(peer = %peer_class(peer), error = %e, "connection ended with an error");
+                    let Some(tls) = tls else {
+                        serve_conn(&builder, watcher, TokioIo::new(stream), proxy, peer, false).await;
+                        return;
+                    };
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_conn(&builder, watcher, TokioIo::new(stream), proxy, peer, true).await;
+                        }
+                        _ => tracing::debug!(peer = %peer_class(peer), "TLS handshake failed or timed out"),
                     }
                 });
             }
@@ -71,6 +76,27 @@ pub async fn serve(
             tracing::warn!(grace_s = grace.as_secs(), "grace period over; closing remaining connections");
             false
         }
+    }
+}
+
+/// Serves one accepted (and, with TLS, decrypted) connection until it ends or drains.
+async fn serve_conn<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: TokioIo<I>,
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    tls: bool,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer, tls).await) }
+    });
+    let conn = builder.serve_connection(io, service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(peer = %peer_class(peer), error = %e, "connection ended with an error");
     }
 }
 

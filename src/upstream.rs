@@ -56,6 +56,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 pub fn add_forwarding(
     h: &mut HeaderMap,
     client: SocketAddr,
+    tls: bool,
     host: Option<HeaderValue>,
     request_id: &str,
 ) {
@@ -67,7 +68,8 @@ pub fn add_forwarding(
     if let Ok(v) = HeaderValue::from_str(&xff) {
         h.insert("x-forwarded-for", v);
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let proto = if tls { "https" } else { "http" };
+    h.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     if let Some(host) = host {
         h.insert("x-forwarded-host", host);
     }

@@ -133,6 +133,8 @@ pub struct Config {
     pub source: PathBuf,
     /// Public listener.
     pub listen: SocketAddr,
+    /// TLS for the public listener, if configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Admin listener.
     pub admin: Option<SocketAddr>,
     /// The backend.
@@ -205,13 +207,12 @@ pub fn compile(text: &str, file: &str, base: &Path, source: &Path) -> Result<Con
         }
     };
     let listen = socket(&mut d, &raw.listen.address, "listen.address");
-    if let Some(tls) = &raw.listen.tls {
-        d.at(
-            Some(tls.cert.span()),
-            "listen.tls",
-            "TLS termination is not built in yet: terminate TLS in front of tarnkappe (see README)",
-        );
-    }
+    let tls = raw.listen.tls.as_ref().and_then(|t| {
+        let (cert, key) = (base.join(t.cert.get_ref()), base.join(t.key.get_ref()));
+        crate::tls::server_config(&cert, &key)
+            .map_err(|m| d.at(Some(t.cert.span()), "listen.tls", m))
+            .ok()
+    });
     let admin = raw
         .admin
         .as_ref()
@@ -260,6 +261,7 @@ pub fn compile(text: &str, file: &str, base: &Path, source: &Path) -> Result<Con
     Ok(Config {
         source: source.to_owned(),
         listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+        tls,
         admin: admin.flatten(),
         upstream: upstream.unwrap_or_else(placeholder_upstream),
         limits,

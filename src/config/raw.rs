@@ -35,7 +35,6 @@ pub struct RawListen {
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub cert: S,
-    #[allow(dead_code)]
     pub key: S,
 }
 

@@ -35,6 +35,8 @@ pub struct Exchange {
     pub method: Method,
     /// Client socket address.
     pub peer: SocketAddr,
+    /// Whether the client connection was TLS.
+    pub tls: bool,
     /// When the request arrived.
     pub started: Instant,
     /// The matched route.
@@ -75,6 +77,7 @@ impl Exchange {
             request_id,
             method,
             peer,
+            tls: false,
             started,
             route: None,
             status: 0,

@@ -90,16 +90,22 @@ impl Proxy {
         self: Arc<Self>,
         req: Request<B>,
         peer: SocketAddr,
+        tls: bool,
     ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let req = req.map(body::boxed);
-        Box::pin(self.handle_boxed(req, peer))
+        Box::pin(self.handle_boxed(req, peer, tls))
     }
 
-    async fn handle_boxed(self: Arc<Self>, req: Request<Body>, peer: SocketAddr) -> Response<Body> {
+    async fn handle_boxed(
+        self: Arc<Self>,
+        req: Request<Body>,
+        peer: SocketAddr,
+        tls: bool,
+    ) -> Response<Body> {
         let started = Instant::now();
         let snap = self.snapshot();
         let request_id = req
@@ -109,6 +115,7 @@ impl Proxy {
             .and_then(RequestId::sanitize)
             .unwrap_or_else(RequestId::generate);
         let mut ex = Exchange::new(request_id, req.method().clone(), peer, started);
+        ex.tls = tls;
         let permit = self.in_flight.try_acquire();
         let outcome = match permit {
             Ok(_permit) => self.exchange(&snap, req, &mut ex).await,
@@ -170,7 +177,13 @@ impl Proxy {
             .cloned()
             .or_else(|| authority_header(&parts.uri));
         upstream::strip_hop_by_hop(&mut parts.headers);
-        upstream::add_forwarding(&mut parts.headers, ex.peer, host, ex.request_id.as_str());
+        upstream::add_forwarding(
+            &mut parts.headers,
+            ex.peer,
+            ex.tls,
+            host,
+            ex.request_id.as_str(),
+        );
         parts.headers.remove(header::HOST);
         if rules.is_some() {
             // Ask for an answer we can open: we never decompress.

@@ -2,3 +2,15 @@
 //! backend that stores to SQLite on disk.
 
 mod support;
+
+mod at_rest;
+mod cli;
+mod deterministic;
+mod forms;
+mod headers;
+mod http2;
+mod keys;
+mod passthrough;
+mod refused;
+mod swap;
+mod upstream_faults;
