@@ -24,6 +24,7 @@ pub struct Metrics {
     fields: IntCounterVec,
     rejected: IntCounterVec,
     crypto_failures: IntCounterVec,
+    uncovered: IntCounterVec,
     /// Flow-log events written (mirrored from the writer at scrape time).
     pub flow_log_events: IntCounter,
     /// Flow-log events lost or failed writes (mirrored at scrape time).
@@ -110,6 +111,12 @@ impl Metrics {
                 "Ciphertexts that did not open, by reason.",
                 &["reason"],
             )?,
+            uncovered: counter_vec(
+                r,
+                "tarnkappe_uncovered_total",
+                "Requests carrying sensitive-looking values that no rule covers, by route and detector.",
+                &["route", "detector"],
+            )?,
             flow_log_events: counter(
                 r,
                 "tarnkappe_flow_log_events_total",
@@ -187,6 +194,9 @@ impl Metrics {
             self.rejected
                 .with_label_values(&[route, "response_passed_unopened"])
                 .inc();
+        }
+        for d in &ex.uncovered {
+            self.uncovered.with_label_values(&[route, d.name()]).inc();
         }
         for reason in &ex.open_failure_reasons {
             self.crypto_failures.with_label_values(&[reason]).inc();

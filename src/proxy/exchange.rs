@@ -15,6 +15,7 @@ use crate::flowlog::{
     Outcome, RefuseReason, RequestId, UpstreamFailure,
 };
 use crate::route::Route;
+use crate::transform::detect::Detector;
 use crate::transform::request::TransformError;
 use crate::transform::scan::ScanError;
 
@@ -47,6 +48,8 @@ pub struct Exchange {
     pub error: Option<ProxyError>,
     /// Request-direction counts per rule.
     pub request_fields: Vec<FieldCount>,
+    /// Sensitive-looking request values that no rule covered, by detector.
+    pub uncovered: Vec<Detector>,
     /// Response values opened, per label.
     pub response_opened: Vec<(Arc<str>, u32)>,
     /// Response values that did not open.
@@ -83,6 +86,7 @@ impl Exchange {
             status: 0,
             error: None,
             request_fields: Vec::new(),
+            uncovered: Vec::new(),
             response_opened: Vec::new(),
             open_failures: 0,
             open_failure_reasons: Vec::new(),
@@ -207,6 +211,11 @@ impl Recorder {
         ev.status = ex.status;
         ev.outcome = ex.error.map_or(Outcome::Forwarded, outcome);
         ev.open_failures = ex.open_failures;
+        ev.uncovered = ex
+            .uncovered
+            .iter()
+            .map(|d| ConfigStr::new(d.name()))
+            .collect();
         ev.duration_us = micros(ex.started.elapsed());
         ev.upstream_us = ex.upstream_time.map(micros);
         ev.transform_us = micros(ex.transform_time);

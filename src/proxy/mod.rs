@@ -243,6 +243,7 @@ impl Proxy {
         .map_err(ProxyError::Body)?;
         ex.transform_time += started.elapsed();
         ex.add_request_counts(&out.counts);
+        ex.uncovered = out.uncovered;
         Ok(Rewritten::New(Bytes::from(out.body)))
     }
 

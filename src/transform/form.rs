@@ -6,7 +6,7 @@
 
 use super::request::{TransformError, Transformed};
 use super::scan::ScanError;
-use super::{is_ours, mask, Action, RuleSet};
+use super::{detect, is_ours, mask, Action, RuleSet};
 use crate::crypto::{Keyring, ValueType};
 
 /// Applies the single-name rules of `rules` to a form body.
@@ -16,6 +16,7 @@ pub fn transform_form(
     keyring: &Keyring,
 ) -> Result<Transformed, TransformError> {
     let mut counts = vec![0u32; rules.fields.len()];
+    let mut uncovered = Vec::new();
     let mut out = Vec::with_capacity(body.len() + body.len() / 2);
     let mut first = true;
     let mut offset = 0;
@@ -40,7 +41,10 @@ pub fn transform_form(
             .iter()
             .position(|p| p.single_name() == Some(key.as_str()));
         let replaced = match rule {
-            None => Some(pair.to_vec()),
+            None => {
+                uncovered.extend(detect::in_string(value.as_bytes()));
+                Some(pair.to_vec())
+            }
             Some(r) => {
                 counts[r] += 1;
                 let field = &rules.fields[r];
@@ -76,7 +80,13 @@ pub fn transform_form(
             first = false;
         }
     }
-    Ok(Transformed { body: out, counts })
+    uncovered.sort_unstable();
+    uncovered.dedup();
+    Ok(Transformed {
+        body: out,
+        counts,
+        uncovered,
+    })
 }
 
 /// A redaction's JSON replacement as form text: strings unquoted, null empty.

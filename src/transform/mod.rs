@@ -6,6 +6,7 @@
 //! (`response`). Neither direction ever logs, returns in an error, or panics with a
 //! field value: errors carry reasons and offsets only.
 
+pub mod detect;
 pub mod form;
 pub mod jsonpath;
 pub mod request;

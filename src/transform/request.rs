@@ -4,6 +4,7 @@
 //!
 //! Never logs or returns a value: errors are reasons.
 
+use super::detect::Detector;
 use super::scan::{self, content_str, Hit, Limits, ScanError};
 use super::{is_ours, mask, Action, RuleSet};
 use crate::crypto::{CryptoError, Keyring, ValueType};
@@ -35,6 +36,8 @@ pub struct Transformed {
     pub body: Vec<u8>,
     /// Per rule (same order as the rule set), values transformed.
     pub counts: Vec<u32>,
+    /// Detectors that found sensitive-looking values no rule selected (sorted, unique).
+    pub uncovered: Vec<Detector>,
 }
 
 /// One replacement: bytes `start..end` of the original become `with`.
@@ -82,10 +85,24 @@ pub fn transform_json(
         counts[hit.rule as usize] += 1;
         edits.push(edit);
     }
+    let uncovered = uncovered(&scan.findings, &hits);
     Ok(Transformed {
         body: splice(body, &edits),
         counts,
+        uncovered,
     })
+}
+
+/// Findings that lie outside every selected value.
+fn uncovered(findings: &[(usize, usize, Detector)], hits: &[Hit]) -> Vec<Detector> {
+    let mut out: Vec<Detector> = findings
+        .iter()
+        .filter(|(s, e, _)| !hits.iter().any(|h| h.start <= *s && *e <= h.end))
+        .map(|(_, _, d)| *d)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// For each hit whose rule drops it, the byte range to remove so that the container
@@ -279,6 +296,23 @@ mod tests {
         let out = transform_json(br#"{"a":{"b":5}}"#, &set, &keyring(), LIMITS).unwrap();
         assert_eq!(out.body, br#"{"a":1}"#);
         assert_eq!(out.counts, vec![0, 1]);
+    }
+
+    #[test]
+    fn sensitive_values_no_rule_covers_are_reported_by_detector_only() {
+        use crate::transform::detect::Detector;
+        let body =
+            br#"{"email":"a@b.de","backup":"x@y.org","card":4111111111111111,"plan":"gold"}"#;
+        let set = rules(&[("$.email", Action::Encrypt)]);
+        let out = transform_json(body, &set, &keyring(), LIMITS).unwrap();
+        assert_eq!(out.uncovered, vec![Detector::Email, Detector::CardNumber]);
+        let set = rules(&[
+            ("$.email", Action::Encrypt),
+            ("$.backup", Action::Drop),
+            ("$.card", Action::Drop),
+        ]);
+        let out = transform_json(body, &set, &keyring(), LIMITS).unwrap();
+        assert!(out.uncovered.is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+use super::detect::{self, Detector};
 use super::jsonpath::{JsonPath, Step};
 use crate::crypto::ValueType;
 
@@ -119,6 +120,8 @@ pub struct Scan {
     pub hits: Vec<Hit>,
     /// Strings that look like our tokens (response direction).
     pub tokens: Vec<TokenAt>,
+    /// Sensitive-looking values (request direction): span start, end, detector.
+    pub findings: Vec<(usize, usize, Detector)>,
 }
 
 /// Scans `body`. `is_ours` tells whether a decoded string is one of our ciphertexts or
@@ -228,6 +231,11 @@ impl<'a> Scanner<'a, '_> {
             Some(b'n') => self.literal(b"null", ValueType::Null)?,
             Some(b'-' | b'0'..=b'9') => {
                 self.number()?;
+                if self.request {
+                    if let Some(found) = detect::in_number(&self.b[start..self.i]) {
+                        self.out.findings.push((start, self.i, found));
+                    }
+                }
                 ValueType::Number
             }
             _ => return self.malformed(),
@@ -369,6 +377,11 @@ impl<'a> Scanner<'a, '_> {
         key: Option<(usize, usize, bool)>,
     ) -> Result<(), ScanError> {
         let content = &self.b[start + 1..self.i - 1];
+        if self.request {
+            if let Some(found) = detect::in_string(content) {
+                self.out.findings.push((start, self.i, found));
+            }
+        }
         let candidate = escaped || content.starts_with(b"tk1.") || content.first() == Some(&b'[');
         if !candidate {
             return Ok(());
