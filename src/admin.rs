@@ -91,7 +91,10 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
 fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
     if let Some(log) = state.proxy.recorder().flowlog() {
         mirror(&state.metrics.flow_log_events, log.events_written());
-        mirror(&state.metrics.flow_log_errors, log.errors());
+        mirror(
+            &state.metrics.flow_log_errors,
+            log.errors() + log.write_failures(),
+        );
     }
     let mut buf = Vec::new();
     let encoder = TextEncoder::new();

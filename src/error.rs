@@ -59,6 +59,7 @@ impl ProxyError {
                 ScanError::TooManyNodes => StatusCode::PAYLOAD_TOO_LARGE,
                 ScanError::OurCiphertext(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 ScanError::Malformed(_)
+                | ScanError::MalformedForm(_)
                 | ScanError::InvalidUtf8
                 | ScanError::Bom
                 | ScanError::LoneSurrogate(_)

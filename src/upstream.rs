@@ -61,10 +61,17 @@ pub fn add_forwarding(
     request_id: &str,
 ) {
     let ip = client.ip().to_string();
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
-    };
+    // Keep every earlier hop, across repeated header lines, in order.
+    let mut hops: Vec<&str> = h
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    hops.push(&ip);
+    let xff = hops.join(", ");
     if let Ok(v) = HeaderValue::from_str(&xff) {
         h.insert("x-forwarded-for", v);
     }

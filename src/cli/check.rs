@@ -89,6 +89,19 @@ pub fn assessment(c: &Config) -> String {
                 entry.push(f.action.name());
             }
         }
+        let body_methods = [http::Method::POST, http::Method::PUT, http::Method::PATCH];
+        let missing: Vec<&str> = body_methods
+            .iter()
+            .filter(|m| r.has_rules() && !r.methods.is_empty() && !r.methods.contains(m))
+            .map(http::Method::as_str)
+            .collect();
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "route {} does not cover {}: such requests to its path pass without its rules",
+                r.name,
+                missing.join(", ")
+            ));
+        }
         if r.pass_other_types {
             warnings.push(format!(
                 "route {} forwards bodies of types it does not parse (pass_other_types)",

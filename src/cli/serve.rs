@@ -50,9 +50,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let recorder = server::recorder(&loaded)?;
         let routes = loaded.config.router.routes().len();
         let server = Server::start(loaded, listener, recorder, args.grace)?;
-        tracing::info!(address = %server.addr, admin = ?server.admin_addr, routes, "tarnkappe listening");
+        let admin = server
+            .admin_addr
+            .map_or_else(|| "none".to_owned(), |a| a.to_string());
+        tracing::info!(address = %server.addr, admin = %admin, routes, "tarnkappe listening");
         wait_for_stop(&server, args.watch).await?;
-        tracing::info!(grace_s = args.grace.as_secs(), "shutting down: draining in-flight requests");
+        tracing::info!(
+            grace_s = args.grace.as_secs(),
+            "shutting down: draining in-flight requests"
+        );
         let drained = server.shutdown().await;
         tracing::info!(drained, "stopped");
         Ok(ExitCode::SUCCESS)

@@ -552,7 +552,8 @@ fn route(d: &mut Diag<'_>, r: &RawRoute, i: usize, labels: &mut Labels) -> Optio
     let mut rules = RuleSet::default();
     for (j, f) in r.fields.iter().enumerate() {
         if let Some((path, rule)) = field(d, f, &format!("route[{i}].field[{j}]")) {
-            if let Some(other) = labels.add(&rule.label, path.last_name()) {
+            let seals = matches!(rule.action, Action::Encrypt | Action::EncryptDeterministic);
+            if let Some(other) = labels.add(&rule.label, path.last_name(), seals) {
                 d.at(
                     Some(f.path.span()),
                     format!("route[{i}].field[{j}].label"),

@@ -241,6 +241,7 @@ pub fn outcome(e: ProxyError) -> Outcome {
             ScanError::TooManyNodes => RefuseReason::TooLarge,
             ScanError::OurCiphertext(_) => RefuseReason::AlreadyProtected,
             ScanError::Malformed(_)
+            | ScanError::MalformedForm(_)
             | ScanError::InvalidUtf8
             | ScanError::Bom
             | ScanError::LoneSurrogate(_)

@@ -170,12 +170,14 @@ impl Proxy {
             },
             None => body,
         };
-        parts.uri = upstream_uri(config, &normalized, parts.uri.query())?;
+        // The client's host: Host on HTTP/1.1, the URI authority on HTTP/2. Read it
+        // before the URI is rewritten to the upstream's.
         let host = parts
             .headers
             .get(header::HOST)
             .cloned()
             .or_else(|| authority_header(&parts.uri));
+        parts.uri = upstream_uri(config, &normalized, parts.uri.query())?;
         upstream::strip_hop_by_hop(&mut parts.headers);
         upstream::add_forwarding(
             &mut parts.headers,

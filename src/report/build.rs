@@ -24,7 +24,7 @@ pub fn build(
     let inventory = inventory(agg, configured);
     let uncovered = uncovered(agg);
     let refused = refused(agg);
-    let processing_activities = activities(&routes, &flows, configured);
+    let processing_activities = activities(&routes, &flows, &uncovered, configured);
     let input = Input {
         files,
         lines: agg.lines,
@@ -136,8 +136,8 @@ fn routes(agg: &Aggregate, configured: Option<&Configured>) -> Vec<RouteRow> {
         acc.open_failures += t.values;
     }
     if let Some(c) = configured {
-        for acc in by.values_mut() {
-            acc.configured = Some(false);
+        for (route, acc) in by.iter_mut() {
+            acc.configured = route.as_ref().map(|_| false);
         }
         for r in &c.routes {
             let acc = by.entry(Some(r.name.clone())).or_default();
@@ -162,7 +162,10 @@ fn routes(agg: &Aggregate, configured: Option<&Configured>) -> Vec<RouteRow> {
                 upstreams: a
                     .upstreams
                     .into_iter()
-                    .map(|(upstream, exchanges)| UpstreamCount { upstream, exchanges })
+                    .map(|(upstream, exchanges)| UpstreamCount {
+                        upstream,
+                        exchanges,
+                    })
                     .collect(),
                 callers: a
                     .callers
@@ -240,7 +243,9 @@ struct InvAcc {
 fn inventory(agg: &Aggregate, configured: Option<&Configured>) -> Vec<InventoryRow> {
     let mut by: BTreeMap<String, InvAcc> = BTreeMap::new();
     for (k, t) in &agg.fields {
-        let acc = by.entry(name(agg, k.category).unwrap_or_default()).or_default();
+        let acc = by
+            .entry(name(agg, k.category).unwrap_or_default())
+            .or_default();
         let route = name(agg, k.route).unwrap_or_else(|| NO_ROUTE.to_owned());
         let action = agg.names.get(k.action).unwrap_or_default();
         acc.observed = true;
@@ -331,7 +336,12 @@ fn refused(agg: &Aggregate) -> Vec<RefusedRow> {
             continue;
         }
         let route = name(agg, k.route);
-        let key = (route.is_none(), route, outcome.to_owned(), name(agg, k.reason));
+        let key = (
+            route.is_none(),
+            route,
+            outcome.to_owned(),
+            name(agg, k.reason),
+        );
         let (tally, statuses) = by.entry(key).or_default();
         tally.merge(t);
         statuses.insert(k.status);
@@ -355,6 +365,7 @@ fn refused(agg: &Aggregate) -> Vec<RefusedRow> {
 fn activities(
     routes: &[RouteRow],
     flows: &[FlowRow],
+    uncovered: &[UncoveredRow],
     configured: Option<&Configured>,
 ) -> Vec<ActivityRow> {
     let mut rows = Vec::new();
@@ -372,13 +383,21 @@ fn activities(
                 safeguards.insert(format!("{}: {}", f.category, f.action));
             }
         }
+        for u in uncovered.iter().filter(|u| u.route.as_ref() == Some(route)) {
+            categories.insert(format!("{} (detected, no rule)", u.detector));
+            safeguards.insert(format!("{}: none", u.detector));
+        }
         for rule in conf.iter().flat_map(|c| &c.rules) {
             categories.insert(rule.category.clone());
             safeguards.insert(format!("{}: {}", rule.category, rule.action));
         }
         let mut recipients: Vec<String> = r.upstreams.iter().map(|u| u.upstream.clone()).collect();
         if recipients.is_empty() {
-            recipients.extend(configured.filter(|_| conf.is_some()).map(|c| c.upstream.clone()));
+            recipients.extend(
+                configured
+                    .filter(|_| conf.is_some())
+                    .map(|c| c.upstream.clone()),
+            );
         }
         let methods = r.methods.join(", ");
         let source = match (conf.is_some(), r.exchanges > 0) {

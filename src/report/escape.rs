@@ -21,19 +21,25 @@ pub fn xml(s: &str) -> String {
 }
 
 /// Text for a Markdown table cell (CommonMark + GFM): punctuation that could start
-/// markup, a link, an autolink or raw HTML is backslash-escaped; line breaks become spaces.
+/// markup, a link, raw HTML, math or a table cell is backslash-escaped, and so are the
+/// `:` of `://` and the `.` of `www.` (GFM autolinks); line breaks become spaces.
 pub fn md(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        let after = &rest[c.len_utf8()..];
         match c {
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '~' | '#' | '!' | '&'
-            | ':' | '(' | ')' | '{' | '}' | '$' | '@' => {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '~' | '#' | '!' | '&' | '$'
+            | '@' => {
                 out.push('\\');
                 out.push(c);
             }
+            ':' if after.starts_with("//") => out.push_str("\\:"),
+            '.' if out.ends_with("www") || out.ends_with("WWW") => out.push_str("\\."),
             c if c.is_control() => out.push(' '),
             c => out.push(c),
         }
+        rest = after;
     }
     out
 }
@@ -94,10 +100,12 @@ mod tests {
 
     #[test]
     fn md_leaves_no_markup() {
+        assert_eq!(md("see http://x or www.y"), "see http\\://x or www\\.y");
+        assert_eq!(md("12:30 (s)"), "12:30 (s)");
         let e = md(NASTY);
         assert!(!e.contains('\n'));
         for (i, c) in e.char_indices() {
-            if matches!(c, '<' | '|' | '[' | '`' | ':') {
+            if matches!(c, '<' | '|' | '[' | '`') {
                 assert_eq!(&e[i - 1..i], "\\", "{e}");
             }
         }

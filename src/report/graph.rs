@@ -12,6 +12,39 @@ use crate::flowlog::Direction;
 use super::build::NO_ROUTE;
 use super::model::*;
 
+/// Colour of data that was protected before the upstream.
+pub const GREEN: &str = "#1a7f37";
+/// Colour of data as sent by the caller.
+pub const GREY: &str = "#57606a";
+/// Colour of data opened for the caller.
+pub const ORANGE: &str = "#9a6700";
+/// Colour of data no rule covered.
+pub const RED: &str = "#cf222e";
+
+/// The colour of one protection class.
+pub fn colour(p: Protection) -> &'static str {
+    match p {
+        Protection::Protected => GREEN,
+        Protection::Sent => GREY,
+        Protection::Opened => ORANGE,
+        Protection::Unprotected => RED,
+    }
+}
+
+/// The colour of an edge: that of its most worrying item.
+pub fn edge_colour(e: &Edge) -> &'static str {
+    e.items
+        .iter()
+        .map(|i| i.protection)
+        .max_by_key(|p| match p {
+            Protection::Unprotected => 3,
+            Protection::Opened => 2,
+            Protection::Protected => 1,
+            Protection::Sent => 0,
+        })
+        .map_or(GREY, colour)
+}
+
 /// Shown for events without a caller role.
 pub const ANY_CALLER: &str = "any caller";
 
@@ -100,17 +133,19 @@ type ItemKey = (Protection, String, String, bool);
 
 fn collect(by: BTreeMap<ItemKey, u64>) -> Vec<EdgeItem> {
     by.into_iter()
-        .map(|((protection, category, action, response), values)| EdgeItem {
-            category,
-            action,
-            direction: if response {
-                Direction::Response
-            } else {
-                Direction::Request
+        .map(
+            |((protection, category, action, response), values)| EdgeItem {
+                category,
+                action,
+                direction: if response {
+                    Direction::Response
+                } else {
+                    Direction::Request
+                },
+                values,
+                protection,
             },
-            values,
-            protection,
-        })
+        )
         .collect()
 }
 

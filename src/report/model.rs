@@ -421,8 +421,8 @@ impl EdgeItem {
     pub fn text(&self) -> String {
         let what = match self.protection {
             Protection::Sent => "sent".to_owned(),
-            Protection::Opened => "opened (plaintext)".to_owned(),
-            Protection::Unprotected => "NO RULE (plaintext)".to_owned(),
+            Protection::Opened => "opened".to_owned(),
+            Protection::Unprotected => "NO RULE".to_owned(),
             Protection::Protected => self.action.clone(),
         };
         format!("{}: {what} x{}", self.category, self.values)

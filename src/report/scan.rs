@@ -381,7 +381,12 @@ mod tests {
         let b = Stamp::parse("2026-05-02T00:00:00.000Z");
         assert!(a.is_known() && a < b);
         assert_eq!(a.to_rfc3339().unwrap(), "2026-05-01T12:34:56.789Z");
-        for bad in ["", "2026-05-01T12:34:56Z", "2026-05-01T12:34:56.78xZ", "x".repeat(24).as_str()] {
+        for bad in [
+            "",
+            "2026-05-01T12:34:56Z",
+            "2026-05-01T12:34:56.78xZ",
+            "x".repeat(24).as_str(),
+        ] {
             assert!(!Stamp::parse(bad).is_known(), "{bad}");
         }
     }
@@ -409,6 +414,7 @@ mod tests {
         }
         assert!(n.overflowed);
         assert_eq!(n.names.len(), MAX_NAMES + 1);
-        assert_eq!(n.get(n.id("another")), Some(OVERFLOW_NAME));
+        let id = n.id("another");
+        assert_eq!(n.get(id), Some(OVERFLOW_NAME));
     }
 }

@@ -1,5 +1,6 @@
 //! Route matching: method plus normalised path to a compiled route. Templates have
-//! literal segments, `{name}` (one segment) and `{*rest}` (the remainder). When several
+//! literal segments (matched ignoring ASCII case, as some backends do), `{name}` (one
+//! segment) and `{*rest}` (the remainder). When several
 //! routes match, the one with the more literal segment, left to right, wins; two routes
 //! with the same shape and a shared method are refused at load as ambiguous.
 
@@ -84,7 +85,9 @@ impl Template {
                     return Some(score);
                 }
                 Seg::Literal(l) => {
-                    if parts.get(i) != Some(&l.as_str()) {
+                    // Case-insensitive: a backend that ignores case must not see a
+                    // body that skipped its rules because of `/API/Customers`.
+                    if !parts.get(i).is_some_and(|p| p.eq_ignore_ascii_case(l)) {
                         return None;
                     }
                     score.push(2);
@@ -238,6 +241,7 @@ mod tests {
         assert_eq!(name(Method::GET, "/files/a/b/c").as_deref(), Some("rest"));
         assert_eq!(name(Method::GET, "/files").as_deref(), Some("rest"));
         assert_eq!(name(Method::GET, "/api/customers/7/x"), None);
+        assert_eq!(name(Method::POST, "/API/Customers").as_deref(), Some("all"));
     }
 
     #[test]

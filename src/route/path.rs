@@ -1,7 +1,8 @@
 //! Request-target normalisation, so that no encoding trick can carry plaintext past a
 //! rule: unreserved percent-escapes are decoded, the rest upper-cased, dot segments
 //! removed, duplicate slashes folded. Escapes that a backend might read as a path
-//! separator (`%2F`, `%5C`) or that end a string (`%00`) are refused, as is anything
+//! separator (`%2F`, `%5C`) or that end a string (`%00`) are refused, as are `;` path
+//! parameters and anything
 //! that is not an absolute path. The upstream receives exactly the normalised path.
 
 /// Why a path was refused.
@@ -44,7 +45,9 @@ pub fn normalize(path: &str) -> Result<String, PathRefusal> {
                 }
                 i += 3;
             }
-            b'\\' => return Err(PathRefusal::BadCharacter),
+            // A backslash is a separator to some servers; `;` starts path parameters that
+            // some servers strip before routing (`/api/customers;x=1`).
+            b'\\' | b';' => return Err(PathRefusal::BadCharacter),
             c if c < 0x21 || c == 0x7f => return Err(PathRefusal::BadCharacter),
             _ => {
                 decoded.push(c as char);
@@ -104,5 +107,9 @@ mod tests {
         assert_eq!(normalize("/api/%zz"), Err(PathRefusal::BadEscape));
         assert_eq!(normalize("/api\\x"), Err(PathRefusal::BadCharacter));
         assert_eq!(normalize("*"), Err(PathRefusal::NotAbsolute));
+        assert_eq!(
+            normalize("/api/customers;jsessionid=1"),
+            Err(PathRefusal::BadCharacter)
+        );
     }
 }

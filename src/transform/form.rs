@@ -26,11 +26,15 @@ pub fn transform_form(
         if pair.is_empty() {
             continue;
         }
+        let bad = || TransformError::Scan(ScanError::MalformedForm(at));
+        // Browsers encode `;` in form data; a raw one is a separator to some parsers.
+        if memchr::memchr(b';', pair).is_some() {
+            return Err(bad());
+        }
         let (raw_key, raw_value) = match memchr::memchr(b'=', pair) {
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &b""[..]),
         };
-        let bad = || TransformError::Scan(ScanError::Malformed(at));
         let key = decode(raw_key).ok_or_else(bad)?;
         let value = decode(raw_value).ok_or_else(bad)?;
         if is_ours(&value) || is_ours(&key) {
@@ -177,6 +181,8 @@ mod tests {
         let set = rules(&[("$.email", Action::Encrypt)]);
         assert!(transform_form(b"email=%zz", &set, &kr).is_err());
         assert!(transform_form(b"email=%ff", &set, &kr).is_err());
+        let err = transform_form(b"plan=a;email=x", &set, &kr).err();
+        assert_eq!(err.map(|e| e.reason()), Some("malformed_form"));
         let token = kr
             .seal(
                 crate::crypto::Mode::Random,

@@ -92,14 +92,20 @@ pub struct RuleSet {
 #[derive(Debug, Clone, Default)]
 pub struct Labels {
     by_tag: HashMap<String, Arc<str>>,
-    /// Member name -> the one label whose rules end in that name (None when several do).
-    slot_owner: HashMap<String, Option<Arc<str>>>,
+    /// Member name -> the labels whose sealing rules end in that name.
+    slot_owners: HashMap<String, Vec<Arc<str>>>,
 }
 
 impl Labels {
-    /// Registers a label and the member name its path ends in. Returns the label already
+    /// Registers a label and the member name its path ends in; `seals` says whether the
+    /// rule writes ciphertext (only those claim a member name). Returns the label already
     /// registered under the same tag, if it is a different one (a tag collision).
-    pub fn add(&mut self, label: &Arc<str>, last_name: Option<&str>) -> Option<Arc<str>> {
+    pub fn add(
+        &mut self,
+        label: &Arc<str>,
+        last_name: Option<&str>,
+        seals: bool,
+    ) -> Option<Arc<str>> {
         let tag = crypto::label_tag(label);
         if let Some(existing) = self.by_tag.get(&tag) {
             if existing != label {
@@ -107,15 +113,11 @@ impl Labels {
             }
         }
         self.by_tag.insert(tag, label.clone());
-        if let Some(name) = last_name {
-            self.slot_owner
-                .entry(name.to_owned())
-                .and_modify(|owner| {
-                    if owner.as_ref() != Some(label) {
-                        *owner = None;
-                    }
-                })
-                .or_insert_with(|| Some(label.clone()));
+        if let (Some(name), true) = (last_name, seals) {
+            let owners = self.slot_owners.entry(name.to_owned()).or_default();
+            if !owners.contains(label) {
+                owners.push(label.clone());
+            }
         }
         None
     }
@@ -125,9 +127,13 @@ impl Labels {
         self.by_tag.get(tag)
     }
 
-    /// The label that owns member name `name`, when exactly one does.
-    pub fn owner_of(&self, name: &str) -> Option<&Arc<str>> {
-        self.slot_owner.get(name).and_then(Option::as_ref)
+    /// May a ciphertext of `label` sit under member name `name`? A name that sealing
+    /// rules claim admits only their labels; any other name admits every label (backends
+    /// rename members).
+    pub fn slot_allows(&self, name: &str, label: &Arc<str>) -> bool {
+        self.slot_owners
+            .get(name)
+            .is_none_or(|owners| owners.contains(label))
     }
 }
 
@@ -183,12 +189,18 @@ mod tests {
         let mut l = Labels::default();
         let email: Arc<str> = "customer.email".into();
         let other: Arc<str> = "sub.email".into();
+        let hashed: Arc<str> = "sub.hashed".into();
         let name: Arc<str> = "customer.name".into();
-        assert!(l.add(&email, Some("email")).is_none());
-        assert!(l.add(&name, Some("name")).is_none());
-        assert_eq!(l.owner_of("name"), Some(&name));
-        l.add(&other, Some("email"));
-        assert_eq!(l.owner_of("email"), None);
+        assert!(l.add(&email, Some("email"), true).is_none());
+        assert!(l.add(&name, Some("name"), true).is_none());
+        assert!(l.add(&hashed, Some("email"), false).is_none());
+        assert!(l.slot_allows("name", &name));
+        assert!(!l.slot_allows("name", &email));
+        assert!(!l.slot_allows("email", &hashed));
+        l.add(&other, Some("email"), true);
+        assert!(l.slot_allows("email", &other) && l.slot_allows("email", &email));
+        assert!(!l.slot_allows("email", &name));
+        assert!(l.slot_allows("renamed_member", &name));
         assert_eq!(l.by_tag(&crypto::label_tag("customer.email")), Some(&email));
     }
 }

@@ -84,10 +84,8 @@ fn open_one(
     }
     let header = crypto::parse_token(token).ok_or("malformed")?;
     let label = labels.by_tag(header.label_tag).ok_or("unknown_label")?;
-    if let Some(owner) = member.and_then(|m| labels.owner_of(m)) {
-        if owner != label {
-            return Err("wrong_field");
-        }
+    if member.is_some_and(|m| !labels.slot_allows(m, label)) {
+        return Err("wrong_field");
     }
     let (value_type, plaintext) = keyring.open(label, token).map_err(|e| e.reason())?;
     let json = match value_type {
@@ -109,9 +107,9 @@ mod tests {
 
     fn setup() -> (Keyring, Labels) {
         let mut labels = Labels::default();
-        labels.add(&Arc::from("c.email"), Some("email"));
-        labels.add(&Arc::from("c.name"), Some("name"));
-        labels.add(&Arc::from("c.n"), None);
+        labels.add(&Arc::from("c.email"), Some("email"), true);
+        labels.add(&Arc::from("c.name"), Some("name"), true);
+        labels.add(&Arc::from("c.n"), None, true);
         (Keyring::generate().unwrap(), labels)
     }
 

@@ -18,6 +18,8 @@ use crate::crypto::ValueType;
 pub enum ScanError {
     /// Not JSON at `offset`.
     Malformed(usize),
+    /// Not a strict form body at `offset` (bad escape, invalid UTF-8, a raw `;`).
+    MalformedForm(usize),
     /// The body is not valid UTF-8.
     InvalidUtf8,
     /// The body starts with a byte order mark.
@@ -41,6 +43,7 @@ impl ScanError {
     pub fn reason(&self) -> &'static str {
         match self {
             ScanError::Malformed(_) => "malformed_json",
+            ScanError::MalformedForm(_) => "malformed_form",
             ScanError::InvalidUtf8 => "invalid_utf8",
             ScanError::Bom => "bom",
             ScanError::LoneSurrogate(_) => "lone_surrogate",

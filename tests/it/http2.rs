@@ -1,0 +1,94 @@
+//! HTTP/2 (h2c with prior knowledge) on the public listener: the same at-rest round trip
+//! as over HTTP/1.1, and the same forwarding to the HTTP/1.1 upstream.
+
+use http::{Method, StatusCode, Version};
+
+use crate::at_rest::{JANE, JANE_SECRETS};
+use crate::support::{contains, Stack};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_rest_round_trip_over_http2() {
+    let stack = Stack::start().await;
+    let created = stack
+        .send_h2(
+            Method::POST,
+            "/api/customers",
+            &[("content-type", "application/json")],
+            JANE,
+        )
+        .await;
+    assert_eq!(created.version, Version::HTTP_2);
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let id = created.json()["id"].as_i64().expect("id");
+
+    let bytes = stack.db_file_bytes();
+    for secret in JANE_SECRETS {
+        assert!(
+            !contains(&bytes, secret),
+            "{secret:?} is in the database file"
+        );
+    }
+
+    let back = stack
+        .send_h2(Method::GET, &format!("/api/customers/{id}"), &[], "")
+        .await;
+    assert_eq!(back.version, Version::HTTP_2);
+    assert_eq!(back.status, StatusCode::OK);
+    assert_eq!(back.text(), JANE, "byte-exact over HTTP/2");
+    assert_eq!(back.header("content-length"), JANE.len().to_string());
+
+    let list = stack.send_h2(Method::GET, "/api/customers", &[], "").await;
+    assert_eq!(list.text(), format!("[{JANE}]"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_reach_the_backend_as_http1_with_forwarding_headers() {
+    let stack = Stack::start().await;
+    let reply = stack
+        .send_h2(
+            Method::GET,
+            "/api/headers",
+            &[("x-request-id", "h2-req")],
+            "",
+        )
+        .await;
+    assert_eq!(reply.version, Version::HTTP_2);
+    let seen = reply.json();
+    assert_eq!(seen["_version"], "HTTP/1.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-request-id"], "h2-req");
+    assert_eq!(reply.header("x-request-id"), "h2-req");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_body_over_http2_is_refused_before_the_backend() {
+    let stack = Stack::start().await;
+    let before = stack.backend.requests();
+    let reply = stack
+        .send_h2(
+            Method::POST,
+            "/api/customers",
+            &[("content-type", "application/json")],
+            r#"{"email":"a@example.com","email":"b@example.com"}"#,
+        )
+        .await;
+    reply.assert_problem(StatusCode::BAD_REQUEST, "duplicate_member");
+    assert_eq!(stack.backend.requests(), before);
+}
+
+/// HTTP/2 has no Host header: the host the client asked for is the `:authority`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_authority_reaches_the_backend_as_x_forwarded_host() {
+    let stack = Stack::start().await;
+    let seen = stack
+        .send_h2(Method::GET, "/api/headers", &[], "")
+        .await
+        .json();
+    assert_ne!(
+        seen["x-forwarded-host"],
+        stack.backend.addr.to_string(),
+        "the backend's own address is not the host the client asked for"
+    );
+    assert_eq!(seen["x-forwarded-host"], stack.server().addr.to_string());
+}
