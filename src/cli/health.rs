@@ -12,8 +12,8 @@ use anyhow::{bail, Context};
 /// `health` options.
 #[derive(Debug, clap::Args)]
 pub struct HealthArgs {
-    /// The config whose `[admin] address` to ask.
-    #[arg(long, env = "TARNKAPPE_CONFIG", conflicts_with = "admin")]
+    /// The config whose `[admin] address` to ask (`--admin` wins when both are given).
+    #[arg(long, env = "TARNKAPPE_CONFIG")]
     pub config: Option<PathBuf>,
     /// The admin address to ask (instead of reading the config).
     #[arg(long)]

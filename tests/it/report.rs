@@ -8,10 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use http::StatusCode;
 use tarnkappe::flowlog::{
     ClientAddr, ClientAddrMode, ConfigStr, Direction, FieldEvent, FlowEvent, FlowLog,
     FlowLogConfig, MethodName, Outcome, RefuseReason, RequestId, UpstreamFailure,
 };
+
+use crate::support::Stack;
 
 /// A client address and request id that must never reach a report.
 const CLIENT: &str = "203.0.113.77";
@@ -109,7 +112,7 @@ fn base(route: Option<&str>, method: &str, template: Option<&str>) -> FlowEvent 
 fn event(i: u64) -> FlowEvent {
     use Direction::{Request, Response};
     match i % 8 {
-        0 | 1 | 2 => {
+        0..=2 => {
             let mut ev = base(Some("signup"), "POST", Some("/api/signup"));
             ev.status = 201;
             ev.fields = vec![
@@ -376,6 +379,51 @@ fn report_on_a_tampered_chain_is_written_and_exits_65() {
 }
 
 #[test]
+fn report_verifies_an_hmac_chain_with_the_config_keyring() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("keyring.toml");
+    let made = Command::new(env!("CARGO_BIN_EXE_tarnkappe"))
+        .args(["keys", "generate", "--out"])
+        .arg(&keyring)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key = tarnkappe::crypto::Keyring::load(&keyring)
+        .unwrap()
+        .derive_secret("flow-log-hmac");
+    let log = dir.path().join("flow.jsonl");
+    let mut cfg = FlowLogConfig::new(&log, s("i1"));
+    cfg.hmac_key = Some(key);
+    let flow = FlowLog::start(cfg).unwrap();
+    for i in 0..10 {
+        flow.emit(event(i));
+    }
+    assert!(flow.flush(Duration::from_secs(30)));
+    flow.shutdown(Duration::from_secs(10));
+    let config = dir.path().join("tarnkappe.toml");
+    let text = CONFIG.replace(
+        "[keys]",
+        "[flow_log]\npath = \"flow.jsonl\"\nhmac = true\n[keys]",
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let out = dir.path().join("r.json");
+    let read = |o: &Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
+    };
+    let without = read(&report(std::slice::from_ref(&log), &out, "json", None));
+    assert_eq!(without["chain"]["status"], "unverified");
+    let with = read(&report(&[log], &out, "json", Some(&config)));
+    assert_eq!(with["chain"]["status"], "intact");
+    assert_eq!(with["chain"]["instances"][0]["mac"], true);
+}
+
+#[test]
 fn report_streams_100k_events_of_two_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a").join("flow.jsonl");
@@ -564,12 +612,22 @@ fn report_html_renders_offline_in_headless_chromium() {
     let Some(bin) = chromium() else { return };
     assert_netlog_check_catches_fetches(&bin, logs.dir.path());
     let page = logs.dir.path().join("report.html");
+    let png = assert_renders_offline(&bin, &page, logs.dir.path());
+    if let Some(keep) = std::env::var_os("TARNKAPPE_KEEP_SCREENSHOT") {
+        std::fs::copy(&png, keep).expect("copy screenshot");
+    }
+}
+
+/// Renders `page` in headless Chromium (every host unresolvable): the DOM holds the
+/// diagram and the tables, the page fetched nothing, and a screenshot (returned, in
+/// `dir`) is a non-empty PNG.
+fn assert_renders_offline(bin: &Path, page: &Path, dir: &Path) -> PathBuf {
     let profile = tempfile::tempdir().unwrap();
-    let netlog = logs.dir.path().join("netlog.json");
+    let netlog = dir.join("netlog.json");
     let dom = run_chromium(
-        &bin,
+        bin,
         profile.path(),
-        &page,
+        page,
         &[
             "--dump-dom".into(),
             format!("--log-net-log={}", netlog.display()),
@@ -585,7 +643,6 @@ fn report_html_renders_offline_in_headless_chromium() {
         "<svg id=\"flow-diagram\"",
         "<table id=\"table-inventory\"",
         "<table id=\"table-processing\"",
-        "<table id=\"table-refused\"",
         "Chain verification",
         "user.contact.email",
     ] {
@@ -593,11 +650,11 @@ fn report_html_renders_offline_in_headless_chromium() {
     }
     let fetched = page_requests(&netlog);
     assert!(fetched.is_empty(), "the report made requests: {fetched:?}");
-    let png = logs.dir.path().join("report.png");
+    let png = dir.join("report.png");
     let shot = run_chromium(
-        &bin,
+        bin,
         profile.path(),
-        &page,
+        page,
         &[
             format!("--screenshot={}", png.display()),
             "--window-size=1280,2000".into(),
@@ -608,7 +665,87 @@ fn report_html_renders_offline_in_headless_chromium() {
         .unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&shot.stderr)));
     assert!(bytes.len() > 10_000, "screenshot is {} bytes", bytes.len());
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "screenshot is not a PNG");
-    if let Some(keep) = std::env::var_os("TARNKAPPE_KEEP_SCREENSHOT") {
-        std::fs::copy(&png, keep).expect("copy screenshot");
+    png
+}
+
+/// Values sent through the real proxy; none may reach the report.
+const SENT: [&str; 4] = [
+    "report-leak@example.com",
+    "Erika Mustermann",
+    "4111111111111111",
+    "+49 30 1234567",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_of_the_real_proxys_flow_log_holds_no_value() {
+    let mut stack = Stack::builder().flow_log().start().await;
+    let doc = format!(
+        r#"{{"email":"{}","name":"{}","payment":{{"card_number":"{}"}},"phone":"{}"}}"#,
+        SENT[0], SENT[1], SENT[2], SENT[3]
+    );
+    let id = stack.create("customers", &doc).await;
+    let back = stack.get(&format!("/api/customers/{id}")).await;
+    assert!(
+        back.text().contains(SENT[0]),
+        "the caller gets plaintext back"
+    );
+    stack
+        .post_json("/api/customers", "{not json")
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST, "malformed_json");
+    stack.get("/no/such/route").await;
+    stack.stop_proxy().await;
+
+    let dir = stack.dir.path();
+    let files = vec![stack.flow_log_path.clone()];
+    for format in ["html", "json", "md", "mermaid", "dot"] {
+        let out = dir.join(format!("report.{format}"));
+        let o = report(&files, &out, format, Some(&stack.config_path));
+        assert!(
+            o.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = std::fs::read_to_string(&out).unwrap();
+        for value in SENT {
+            assert!(
+                !text.contains(value),
+                "{format} holds a value sent through the proxy"
+            );
+        }
+        assert!(text.contains("customers"), "{format} lacks the route");
     }
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(j["chain"]["status"], "intact");
+    assert_eq!(j["input"]["events"], 4);
+    let email = j["inventory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["category"] == "user.contact.email")
+        .expect("email in the inventory");
+    assert_eq!(
+        email["protection"],
+        serde_json::json!(["encrypt-deterministic"])
+    );
+    assert!(email["routes"]
+        .as_array()
+        .unwrap()
+        .contains(&"customers".into()));
+    let findings = j["findings"].as_array().unwrap();
+    let never = |label: &str| {
+        findings
+            .iter()
+            .any(|f| f["kind"] == "rule_never_matched" && f["label"] == label)
+    };
+    assert!(never("customer.kinds"), "unused rule flagged: {findings:?}");
+    assert!(!never("customer.email"));
+    assert!(j["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["route"] == "customers" && r["outcome"] == "refused"));
+    let Some(bin) = chromium() else { return };
+    assert_renders_offline(&bin, &dir.join("report.html"), dir);
 }
