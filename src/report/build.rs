@@ -113,6 +113,28 @@ struct RouteAcc {
 }
 
 fn routes(agg: &Aggregate, configured: Option<&Configured>) -> Vec<RouteRow> {
+    let mut by = route_accs(agg);
+    if let Some(c) = configured {
+        for (route, acc) in by.iter_mut() {
+            acc.configured = route.as_ref().map(|_| false);
+        }
+        for r in &c.routes {
+            let acc = by.entry(Some(r.name.clone())).or_default();
+            acc.configured = Some(true);
+            acc.rules = Some(r.rules.len());
+            acc.templates.insert(r.path_template.clone());
+            if r.methods.is_empty() {
+                acc.methods.insert("ANY".into());
+            }
+            acc.methods.extend(r.methods.iter().cloned());
+        }
+    }
+    let mut rows: Vec<RouteRow> = by.into_iter().map(route_row).collect();
+    rows.sort_by(|a, b| last_none(&a.route).cmp(&last_none(&b.route)));
+    rows
+}
+
+fn route_accs(agg: &Aggregate) -> BTreeMap<Option<String>, RouteAcc> {
     let mut by: BTreeMap<Option<String>, RouteAcc> = BTreeMap::new();
     for (k, t) in &agg.exchanges {
         let acc = by.entry(name(agg, k.route)).or_default();
@@ -135,59 +157,41 @@ fn routes(agg: &Aggregate, configured: Option<&Configured>) -> Vec<RouteRow> {
         }
         acc.open_failures += t.values;
     }
-    if let Some(c) = configured {
-        for (route, acc) in by.iter_mut() {
-            acc.configured = route.as_ref().map(|_| false);
-        }
-        for r in &c.routes {
-            let acc = by.entry(Some(r.name.clone())).or_default();
-            acc.configured = Some(true);
-            acc.rules = Some(r.rules.len());
-            acc.templates.insert(r.path_template.clone());
-            if r.methods.is_empty() {
-                acc.methods.insert("ANY".into());
-            }
-            acc.methods.extend(r.methods.iter().cloned());
-        }
+    by
+}
+
+fn route_row((route, a): (Option<String>, RouteAcc)) -> RouteRow {
+    let (first_seen, last_seen) = times(&a.tally);
+    RouteRow {
+        configured: a.configured,
+        rules: a.rules,
+        path_templates: a.templates.into_iter().collect(),
+        methods: a.methods.into_iter().collect(),
+        upstreams: a
+            .upstreams
+            .into_iter()
+            .map(|(upstream, exchanges)| UpstreamCount {
+                upstream,
+                exchanges,
+            })
+            .collect(),
+        callers: a
+            .callers
+            .into_iter()
+            .map(|(caller, exchanges)| CallerCount { caller, exchanges })
+            .collect(),
+        exchanges: a.tally.exchanges,
+        forwarded: a.outcomes[0],
+        refused: a.outcomes[1],
+        upstream_failed: a.outcomes[2],
+        client_aborted: a.outcomes[3],
+        open_failures: a.open_failures,
+        bytes_in: a.tally.bytes_in,
+        bytes_out: a.tally.bytes_out,
+        first_seen,
+        last_seen,
+        route,
     }
-    let mut rows: Vec<RouteRow> = by
-        .into_iter()
-        .map(|(route, a)| {
-            let (first_seen, last_seen) = times(&a.tally);
-            RouteRow {
-                configured: a.configured,
-                rules: a.rules,
-                path_templates: a.templates.into_iter().collect(),
-                methods: a.methods.into_iter().collect(),
-                upstreams: a
-                    .upstreams
-                    .into_iter()
-                    .map(|(upstream, exchanges)| UpstreamCount {
-                        upstream,
-                        exchanges,
-                    })
-                    .collect(),
-                callers: a
-                    .callers
-                    .into_iter()
-                    .map(|(caller, exchanges)| CallerCount { caller, exchanges })
-                    .collect(),
-                exchanges: a.tally.exchanges,
-                forwarded: a.outcomes[0],
-                refused: a.outcomes[1],
-                upstream_failed: a.outcomes[2],
-                client_aborted: a.outcomes[3],
-                open_failures: a.open_failures,
-                bytes_in: a.tally.bytes_in,
-                bytes_out: a.tally.bytes_out,
-                first_seen,
-                last_seen,
-                route,
-            }
-        })
-        .collect();
-    rows.sort_by(|a, b| last_none(&a.route).cmp(&last_none(&b.route)));
-    rows
 }
 
 fn flows(agg: &Aggregate) -> Vec<FlowRow> {

@@ -37,10 +37,10 @@ pub fn render(d: &Diagram) -> String {
         let lines: Vec<String> = e.lines().iter().map(|l| esc(l)).collect();
         let _ = writeln!(
             out,
-            "  {} -> {} [label=\"{}\", color=\"{}\"];",
+            "  {} -> {} [label=\"{}\\l\", color=\"{}\"];",
             e.from,
             e.to,
-            format!("{}\\l", lines.join("\\l")),
+            lines.join("\\l"),
             edge_colour(e)
         );
     }

@@ -173,34 +173,38 @@ fn config_findings(f: &Facts<'_>, c: &Configured, out: &mut Vec<Finding>) {
             ));
         }
         for rule in &cr.rules {
-            if seen.contains(&(cr.name.as_str(), rule.label.as_str())) {
-                continue;
+            if !seen.contains(&(cr.name.as_str(), rule.label.as_str())) {
+                out.push(never_matched(cr, rule, forwarded));
             }
-            let (severity, why) = if forwarded > 0 {
-                (
-                    Severity::High,
-                    format!(
-                        "although the route forwarded {forwarded} exchange(s); if they carried \
-                         {} it reached the upstream unprotected: check the rule's path",
-                        rule.category
-                    ),
-                )
-            } else {
-                (Severity::Medium, "(the route forwarded nothing)".to_owned())
-            };
-            out.push(finding(
-                severity,
-                "rule_never_matched",
-                Some(&cr.name),
-                Some(&rule.label),
-                format!(
-                    "rule {} ({}, {}) on route {} never matched in the period {why}",
-                    rule.label, rule.category, rule.action, cr.name
-                ),
-            ));
         }
     }
     not_in_config(f, c, out);
+}
+
+/// A configured rule that no event shows: high when its route forwarded exchanges.
+fn never_matched(cr: &ConfiguredRoute, rule: &ConfiguredRule, forwarded: u64) -> Finding {
+    let (severity, why) = if forwarded > 0 {
+        (
+            Severity::High,
+            format!(
+                "although the route forwarded {forwarded} exchange(s); if they carried \
+                 {} it reached the upstream unprotected: check the rule's path",
+                rule.category
+            ),
+        )
+    } else {
+        (Severity::Medium, "(the route forwarded nothing)".to_owned())
+    };
+    finding(
+        severity,
+        "rule_never_matched",
+        Some(&cr.name),
+        Some(&rule.label),
+        format!(
+            "rule {} ({}, {}) on route {} never matched in the period {why}",
+            rule.label, rule.category, rule.action, cr.name
+        ),
+    )
 }
 
 fn not_in_config(f: &Facts<'_>, c: &Configured, out: &mut Vec<Finding>) {

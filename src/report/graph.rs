@@ -109,7 +109,14 @@ pub fn diagram(routes: &[RouteRow], flows: &[FlowRow], uncovered: &[UncoveredRow
 
 fn route_node(id: &str, r: &RouteRow) -> Node {
     let mut detail: Vec<String> = r.path_templates.clone();
-    detail.push(format!("{} exchanges, {} refused", r.exchanges, r.refused));
+    let plural = if r.exchanges == 1 { "" } else { "s" };
+    detail.push(format!(
+        "{} exchange{plural}, {} refused",
+        r.exchanges, r.refused
+    ));
+    if r.route.is_none() {
+        detail.push("no rule applies".into());
+    }
     let no_rules = r.rules == Some(0) && r.exchanges > 0;
     if no_rules {
         detail.push("no field rules".into());

@@ -443,14 +443,37 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Label lines: the exchange count, then one line per item.
+    /// One line per category: what happened to it on this edge (`sent x3, opened x2`),
+    /// with the most worrying protection class of those parts.
+    pub fn grouped(&self) -> Vec<(String, Protection)> {
+        let mut out: Vec<(String, Vec<String>, Protection)> = Vec::new();
+        for item in &self.items {
+            let what = item.text();
+            let part = what
+                .strip_prefix(&format!("{}: ", item.category))
+                .unwrap_or(&what)
+                .to_owned();
+            match out.iter_mut().find(|(c, _, _)| *c == item.category) {
+                Some((_, parts, worst)) => {
+                    parts.push(part);
+                    *worst = (*worst).max(item.protection);
+                }
+                None => out.push((item.category.clone(), vec![part], item.protection)),
+            }
+        }
+        out.into_iter()
+            .map(|(c, parts, worst)| (format!("{c}: {}", parts.join(", ")), worst))
+            .collect()
+    }
+
+    /// Label lines: the exchange count, then one line per category.
     pub fn lines(&self) -> Vec<String> {
         let mut out = vec![format!(
             "{} exchange{}",
             self.exchanges,
             if self.exchanges == 1 { "" } else { "s" }
         )];
-        out.extend(self.items.iter().map(EdgeItem::text));
+        out.extend(self.grouped().into_iter().map(|(line, _)| line));
         out
     }
 }

@@ -32,11 +32,12 @@ const MAX_LINES: usize = 8;
 /// The label lines of an edge, each with its colour, cut to `MAX_LINES`.
 fn edge_lines(e: &Edge) -> Vec<(String, &'static str)> {
     let mut lines = vec![(e.lines()[0].clone(), "#24292f")];
-    for item in e.items.iter().take(MAX_LINES - 1) {
-        lines.push((item.text(), colour(item.protection)));
+    let grouped = e.grouped();
+    for (text, protection) in grouped.iter().take(MAX_LINES - 1) {
+        lines.push((text.clone(), colour(*protection)));
     }
-    if e.items.len() > MAX_LINES - 1 {
-        let more = e.items.len() - (MAX_LINES - 1);
+    if grouped.len() > MAX_LINES - 1 {
+        let more = grouped.len() - (MAX_LINES - 1);
         lines.push((format!("+{more} more (see the tables)"), GREY));
     }
     lines
@@ -106,39 +107,61 @@ fn spread(nodes: &[&Node], height: f64) -> Vec<f64> {
         .collect()
 }
 
-/// The diagram as one `<svg>` element.
-pub fn render(d: &Diagram) -> String {
-    let of = |k: NodeKind| d.nodes.iter().filter(move |n| n.kind == k);
-    let callers: Vec<&Node> = of(NodeKind::Caller).collect();
-    let routes: Vec<&Node> = of(NodeKind::Route).collect();
-    let ups: Vec<&Node> = of(NodeKind::Upstream).collect();
-    let into = |id: &str| d.edges.iter().filter(|e| e.to == id).collect::<Vec<_>>();
-    let from = |id: &str| d.edges.iter().filter(|e| e.from == id).collect::<Vec<_>>();
-
-    // Row heights: each route row holds its node and the label blocks of its edges.
+/// Where the route rows go: `(top, height)` per route, and the height of the columns.
+fn layout(d: &Diagram, routes: &[&Node], sides: [&[&Node]; 2]) -> (Vec<(f64, f64)>, f64) {
+    let blocks =
+        |edges: Vec<&Edge>| -> f64 { edges.iter().map(|e| block_h(edge_lines(e).len())).sum() };
+    // Each route row holds its node and the label blocks of its edges.
     let mut rows = Vec::new();
     let mut y = TOP;
-    for r in &routes {
-        let left: f64 = into(&r.id)
-            .iter()
-            .map(|e| block_h(edge_lines(e).len()))
-            .sum();
-        let right: f64 = from(&r.id)
-            .iter()
-            .map(|e| block_h(edge_lines(e).len()))
-            .sum();
+    for r in routes {
+        let left = blocks(d.edges.iter().filter(|e| e.to == r.id).collect());
+        let right = blocks(d.edges.iter().filter(|e| e.from == r.id).collect());
         let h = side_h(r).max(left).max(right);
         rows.push((y, h));
         y += h + ROW_GAP;
     }
-    let side_need = |n: &[&Node]| n.iter().map(|n| side_h(n) + ROW_GAP).sum::<f64>();
-    let height = (y - TOP)
-        .max(side_need(&callers))
-        .max(side_need(&ups))
-        .max(60.0);
-    let total_h = TOP + height + 70.0;
+    let need = |n: &[&Node]| n.iter().map(|n| side_h(n) + ROW_GAP).sum::<f64>();
+    let height = (y - TOP).max(need(sides[0])).max(need(sides[1])).max(60.0);
+    (rows, height)
+}
 
+/// The diagram as one `<svg>` element.
+pub fn render(d: &Diagram) -> String {
+    let of = |k: NodeKind| d.nodes.iter().filter(|n| n.kind == k).collect::<Vec<_>>();
+    let (callers, routes, ups) = (
+        of(NodeKind::Caller),
+        of(NodeKind::Route),
+        of(NodeKind::Upstream),
+    );
+    let (rows, height) = layout(d, &routes, [&callers, &ups]);
     let mut out = String::new();
+    open(&mut out, TOP + height + 70.0, d.nodes.is_empty());
+    let mut centre: HashMap<&str, f64> = HashMap::new();
+    for (nodes, x) in [(&callers, CALLER_X), (&ups, UP_X)] {
+        for (n, cy) in nodes.iter().zip(spread(nodes, height)) {
+            centre.insert(&n.id, cy);
+            node_box(&mut out, n, x, cy - side_h(n) / 2.0, SIDE_W, side_h(n));
+        }
+    }
+    for (r, (y, h)) in routes.iter().zip(&rows) {
+        node_box(&mut out, r, ROUTE_X, *y, ROUTE_W, *h);
+        let mut top = *y;
+        for e in d.edges.iter().filter(|e| e.to == r.id) {
+            top = edge_left(&mut out, e, top, centre[e.from.as_str()]);
+        }
+        let mut top = *y;
+        for e in d.edges.iter().filter(|e| e.from == r.id) {
+            top = edge_right(&mut out, e, top, centre[e.to.as_str()]);
+        }
+    }
+    legend(&mut out, TOP + height + 24.0);
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The `<svg>` start tag, arrow markers and column titles.
+fn open(out: &mut String, total_h: f64, empty: bool) {
     let _ = writeln!(
         out,
         r#"<svg id="flow-diagram" role="img" aria-labelledby="flow-diagram-title" viewBox="0 0 {WIDTH:.0} {total_h:.0}" width="100%" style="max-width:{WIDTH:.0}px" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="12">"#
@@ -167,44 +190,13 @@ pub fn render(d: &Diagram) -> String {
             r##"<text x="{x:.1}" y="22" font-weight="bold" font-size="14" fill="#24292f">{t}</text>"##
         );
     }
-    if d.nodes.is_empty() {
+    if empty {
         let _ = writeln!(
             out,
             r#"<text x="{ROUTE_X:.1}" y="{:.1}">No exchange observed and no route configured.</text>"#,
             TOP + 30.0
         );
     }
-
-    let mut centre: HashMap<&str, f64> = HashMap::new();
-    for (n, cy) in callers.iter().zip(spread(&callers, height)) {
-        centre.insert(&n.id, cy);
-        node_box(
-            &mut out,
-            n,
-            CALLER_X,
-            cy - side_h(n) / 2.0,
-            SIDE_W,
-            side_h(n),
-        );
-    }
-    for (n, cy) in ups.iter().zip(spread(&ups, height)) {
-        centre.insert(&n.id, cy);
-        node_box(&mut out, n, UP_X, cy - side_h(n) / 2.0, SIDE_W, side_h(n));
-    }
-    for (r, (y, h)) in routes.iter().zip(&rows) {
-        node_box(&mut out, r, ROUTE_X, *y, ROUTE_W, *h);
-        let mut top = *y;
-        for e in into(&r.id) {
-            top = edge_left(&mut out, e, top, centre[e.from.as_str()]);
-        }
-        let mut top = *y;
-        for e in from(&r.id) {
-            top = edge_right(&mut out, e, top, centre[e.to.as_str()]);
-        }
-    }
-    legend(&mut out, TOP + height + 24.0);
-    out.push_str("</svg>\n");
-    out
 }
 
 fn marker(c: &str) -> &'static str {
