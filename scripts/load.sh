@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Load test of tarnkappe against 127.0.0.1 only, in one bounded run (about 4 minutes):
+# Load test of tarnkappe against 127.0.0.1 only, in one bounded run (about 2.5 minutes
+# after the release build):
 #
 #   (a) wrk -> upstream                        the upstream alone (nginx: reads the body,
 #                                              answers a fixed small JSON)
@@ -78,18 +79,31 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+apt_install() {
+    apt-get install -y -qq "$@" >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "$@" >/dev/null 2>&1; }
+}
+
+have_nginx() { command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]]; }
+
 need_tools() {
     local missing=()
     command -v wrk >/dev/null || missing+=(wrk)
-    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
     command -v curl >/dev/null || missing+=(curl)
+    have_nginx || missing+=(nginx)
     if ((${#missing[@]})); then
-        [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null ||
+        if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
             die "missing ${missing[*]}: install them (Debian: apt-get install -y wrk nginx-light curl)"
+        fi
         say "installing ${missing[*]} with apt-get"
-        apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
-            { apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null; } ||
-            die "apt-get could not install ${missing[*]}"
+        local tool
+        for tool in "${missing[@]}"; do
+            case $tool in
+            # The light flavour has all this needs (proxy, mirror); newer releases have only nginx.
+            nginx) apt_install nginx-light || apt_install nginx ;;
+            *) apt_install "$tool" ;;
+            esac || die "apt-get could not install $tool"
+        done
     fi
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 }
@@ -98,8 +112,8 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # wait_port PORT NAME PID: until something accepts on PORT, or the process is gone.
 wait_port() {
-    local i
-    for i in $(seq 100); do
+    local _
+    for _ in $(seq 100); do
         port_busy "$1" && return 0
         kill -0 "$3" 2>/dev/null || { tail -n 20 "$TMP/$2.log" >&2; die "$2 exited at start"; }
         sleep 0.1
@@ -170,6 +184,12 @@ ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r >= t ? "ok" : "BELOW TARGET") }'; }
 
+# metric ADMIN_PORT NAME: the sum of a metric family over its labels, or "?".
+metric() {
+    curl -s "http://127.0.0.1:$1/metrics" 2>/dev/null |
+        awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $NF; f = 1 } END { if (f) printf "%.0f", s; else print "?" }'
+}
+
 vm_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 # Every target answers 200 to every body before anything is measured.
@@ -228,6 +248,7 @@ report() {
     local size run key
     printf '\n## tarnkappe load run, %s, %s cores, wrk -t%s -c%s -d%ss, best of %s\n\n' \
         "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$THREADS" "$CONNS" "$DURATION" "$ROUNDS"
+    printf 'Binary built %s; source tree at %s.\n\n' "$BUILT" "$COMMIT"
     printf '| body | run | req/s | p50 ms | p99 ms | errors |\n|---|---|---:|---:|---:|---:|\n'
     for size in "${SIZES[@]}"; do
         for run in "${RUNS[@]}"; do
@@ -253,7 +274,8 @@ report() {
     printf '  VmHWM %s MB (target < 400 MB); idle before %s MB; VmRSS after %s MB\n' \
         "$MEM_PEAK_MB" "$MEM_BEFORE_MB" "$MEM_AFTER_MB"
     printf '\nAdmin storm:\n%s\n' "$STORM_NOTE"
-    printf '\nFlow log of (e): %s events written\n' "$FLOW_EVENTS"
+    printf '\nFlow log of (e): %s\n' "$FLOW_NOTE"
+    printf 'Values sealed or opened by tk over the run (tarnkappe_fields_total): %s\n' "$SEALED"
     printf 'Load average (1, 5, 15 min) at start: %s; at the end: %s\n' "$LOAD_AT_START" "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
@@ -265,6 +287,12 @@ main() {
     fi
     [[ -x $BIN ]] || die "$BIN is missing: run cargo build --release"
     TMP=$(mktemp -d "${TMPDIR:-/tmp}/tarnkappe-load.XXXXXX")
+    # A private copy: a rebuild in the shared target dir cannot swap it mid-run.
+    BUILT=$(date -u -r "$BIN" +%Y-%m-%dT%H:%MZ)
+    cp "$BIN" "$TMP/tarnkappe"
+    BIN=$TMP/tarnkappe
+    COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || COMMIT="$COMMIT+changes"
     LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
     local size run round
     for size in "${SIZES[@]}"; do
@@ -290,7 +318,12 @@ main() {
             for run in "${RUNS[@]}"; do measure "$run" "$size"; done
         done
     done
-    FLOW_EVENTS=$(cat "$TMP"/tk-log-flow.jsonl* 2>/dev/null | wc -l)
+    sleep 1.5 # the flow-log writer catches up
+    FLOW_NOTE="$(cat "$TMP"/tk-log-flow*.jsonl 2>/dev/null | wc -l) lines in the files;"
+    FLOW_NOTE+=" metrics: $(metric "$TKLOG_ADMIN" tarnkappe_flow_log_events_total) written,"
+    FLOW_NOTE+=" $(metric "$TKLOG_ADMIN" tarnkappe_flow_log_errors_total) lost or failed,"
+    FLOW_NOTE+=" $(metric "$TKLOG_ADMIN" tarnkappe_requests_total) requests"
+    SEALED=$(metric "$TK_ADMIN" tarnkappe_fields_total)
 
     say "peak memory: 64 concurrent 1 MB transforms"
     memory_peak
