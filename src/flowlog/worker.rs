@@ -26,6 +26,9 @@ const RETRY_EVERY: Duration = Duration::from_millis(250);
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// Write out after this many held events even if more are queued.
 const BATCH: usize = 512;
+/// After a busy batch, let events gather this long before the next wake-up: senders
+/// then only enqueue instead of waking a parked thread for every event.
+const COALESCE: Duration = Duration::from_millis(2);
 /// Largest single write.
 const MAX_WRITE: usize = 1 << 20;
 
@@ -142,9 +145,13 @@ impl Worker {
                 self.write_pending();
                 return self.finish();
             }
+            let wrote = self.shared.written.load(Ordering::Relaxed);
             self.write_pending();
             if self.dirty_since.is_some_and(|t| t.elapsed() >= SYNC_EVERY) {
                 let _ = self.sync();
+            }
+            if self.shared.written.load(Ordering::Relaxed) != wrote && self.pending.is_empty() {
+                std::thread::sleep(COALESCE);
             }
         }
     }
@@ -228,6 +235,8 @@ impl Worker {
     }
 
     fn try_write(&mut self) -> std::io::Result<()> {
+        // Checked on every write: an event written into a deleted file would be lost.
+        // Coalescing keeps writes (and so these checks) to a few hundred a second.
         if self.sink.as_ref().is_some_and(|s| !s.still_current()) {
             tracing::warn!(path = %self.path.display(), "flow log file was deleted or replaced; creating it again");
             self.sink = None;

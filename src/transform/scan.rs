@@ -144,6 +144,7 @@ pub fn scan(
         Mode::Response => (&[][..], false),
     };
     let mut s = Scanner {
+        s: text,
         b: text.as_bytes(),
         i: 0,
         rules,
@@ -174,6 +175,8 @@ pub fn scan(
 }
 
 struct Scanner<'a, 'r> {
+    /// The body as text (checked UTF-8 once), for borrowing member names.
+    s: &'a str,
     b: &'a [u8],
     i: usize,
     rules: &'r [JsonPath],
@@ -308,24 +311,46 @@ impl<'a> Scanner<'a, '_> {
 
     /// Validates a string starting at `self.i` (the quote); returns whether it holds escapes.
     fn string(&mut self) -> Result<bool, ScanError> {
-        self.i += 1;
+        let b = self.b;
+        let mut i = self.i + 1;
         let mut escaped = false;
         loop {
-            let rest = &self.b[self.i..];
-            let Some(at) = memchr::memchr2(b'"', b'\\', rest) else {
-                self.i = self.b.len();
-                return self.malformed();
-            };
-            if rest[..at].iter().any(|&c| c < 0x20) {
-                self.i += rest[..at].iter().position(|&c| c < 0x20).unwrap_or(0);
-                return self.malformed();
+            // Find the next quote, backslash or control byte, eight bytes at a time.
+            loop {
+                match b.get(i..i + 8) {
+                    Some(chunk) => {
+                        let mask = special(u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])));
+                        if mask != 0 {
+                            i += (mask.trailing_zeros() / 8) as usize;
+                            break;
+                        }
+                        i += 8;
+                    }
+                    None => {
+                        while b
+                            .get(i)
+                            .is_some_and(|&c| c != b'"' && c != b'\\' && c >= 0x20)
+                        {
+                            i += 1;
+                        }
+                        break;
+                    }
+                }
             }
-            self.i += at + 1;
-            if rest[at] == b'"' {
-                return Ok(escaped);
+            self.i = i;
+            match b.get(i) {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    escaped = true;
+                    self.escape()?;
+                    i = self.i;
+                }
+                _ => return self.malformed(),
             }
-            escaped = true;
-            self.escape()?;
         }
     }
 
@@ -451,21 +476,34 @@ impl<'a> Scanner<'a, '_> {
                 return self.malformed();
             }
             let escaped = self.string()?;
-            let raw = &self.b[member_start + 1..self.i - 1];
-            let name = content_str(raw, escaped);
-            if self.request {
-                self.check_duplicate(&name, keys_from, &mut seen, member_start)?;
-            }
+            let raw = (member_start + 1, self.i - 1);
+            // Names matter only where a rule path can still match: there they are decoded,
+            // stepped through the automata and checked for duplicates. Elsewhere no rule can
+            // apply, so neither can a duplicate change what reaches the backend.
+            let on_path = st.0 != st.1;
+            let name = if on_path {
+                let text = &self.s[raw.0..raw.1];
+                let name = if escaped {
+                    Cow::Owned(unescape(text))
+                } else {
+                    Cow::Borrowed(text)
+                };
+                if self.request {
+                    self.check_duplicate(&name, keys_from, &mut seen, member_start)?;
+                }
+                Some(name)
+            } else {
+                None
+            };
             self.ws();
             if self.b.get(self.i) != Some(&b':') {
                 return self.malformed();
             }
             self.i += 1;
             self.ws();
-            let child = if st.0 == st.1 {
-                (self.states.len(), self.states.len())
-            } else {
-                self.step(st, Step::Member(&name))
+            let child = match &name {
+                None => (self.states.len(), self.states.len()),
+                Some(name) => self.step(st, Step::Member(name)),
             };
             let hits_from = self.out.hits.len();
             let slot = Slot {
@@ -474,13 +512,9 @@ impl<'a> Scanner<'a, '_> {
                 comma_before,
                 comma_after: None,
             };
-            self.value(
-                child,
-                slot,
-                Some((member_start + 1, member_start + 1 + raw.len(), escaped)),
-            )?;
+            self.value(child, slot, Some((raw.0, raw.1, escaped)))?;
             self.states.truncate(child.0);
-            if self.request {
+            if let (Some(name), true) = (name, self.request) {
                 self.keys.push(name);
             }
             self.ws();
@@ -588,6 +622,19 @@ impl<'a> Scanner<'a, '_> {
     }
 }
 
+/// Marks the bytes of `w` that need a look: a quote, a backslash, or a control byte.
+/// The classic "has a zero byte" test: the lowest marked byte is exact (a borrow can
+/// only mark bytes above a real match), which is all the caller uses.
+fn special(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = zero(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    quote | backslash | control
+}
+
 /// The content of a validated string (without quotes), decoded when it holds escapes.
 pub fn content_str(raw: &[u8], escaped: bool) -> Cow<'_, str> {
     // The whole body was checked as UTF-8 and the string as JSON before this is called.
@@ -663,8 +710,82 @@ mod tests {
             .collect()
     }
 
+    /// A rule that keeps every member on a configured path, so every check applies.
     fn err(body: &[u8]) -> ScanError {
-        scan(body, Mode::Request(&[]), LIMITS, ours).unwrap_err()
+        let everywhere = [JsonPath::parse("$..*").unwrap()];
+        scan(body, Mode::Request(&everywhere), LIMITS, ours).unwrap_err()
+    }
+
+    /// Parser differential guard: on strings and small documents built from the bytes
+    /// that matter (quotes, backslashes, escapes, control bytes, multi-byte UTF-8), the
+    /// scanner accepts exactly what serde_json accepts.
+    #[test]
+    fn accepts_exactly_what_serde_json_accepts() {
+        use rand::{Rng, SeedableRng};
+        let pieces: [&[u8]; 17] = [
+            b"a",
+            b"Z9",
+            "é".as_bytes(),
+            "😀".as_bytes(),
+            b"\"",
+            b"\\",
+            b"\\n",
+            b"\\u0041",
+            b"\\ud83d\\ude00",
+            b"\\ud800",
+            b"\\udc00",
+            b"\\x",
+            b"\n",
+            b"\x1f",
+            b"\x7f",
+            b" ",
+            b"tk",
+        ];
+        let shapes: [&[u8]; 6] = [
+            b"\"S\"",
+            b"[\"S\",1]",
+            b"{\"S\":\"S\"}",
+            b"{\"k\":[\"S\",{\"S\":null}]}",
+            b"\"S",
+            b"[\"S\"]x",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let everywhere = [JsonPath::parse("$..*").unwrap()];
+        for _ in 0..20_000 {
+            let mut text = Vec::new();
+            for _ in 0..rng.gen_range(0..24) {
+                text.extend_from_slice(pieces[rng.gen_range(0..pieces.len())]);
+            }
+            let shape = shapes[rng.gen_range(0..shapes.len())];
+            let mut body = Vec::new();
+            for &c in shape {
+                if c == b'S' {
+                    body.extend_from_slice(&text);
+                } else {
+                    body.push(c);
+                }
+            }
+            let ours = scan(&body, Mode::Request(&everywhere), LIMITS, never);
+            let theirs = serde_json::from_slice::<serde_json::Value>(&body);
+            let dup = matches!(ours, Err(ScanError::DuplicateMember(_)));
+            if !dup {
+                assert_eq!(
+                    ours.is_ok(),
+                    theirs.is_ok(),
+                    "{}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn duplicates_matter_only_on_a_configured_path() {
+        let rules = [JsonPath::parse("$.customer.email").unwrap()];
+        let scan_with = |body: &[u8]| scan(body, Mode::Request(&rules), LIMITS, ours);
+        assert!(scan_with(br#"{"customer":{"email":"a","email":"b"}}"#).is_err());
+        assert!(scan_with(br#"{"customer":{"x":1},"customer":{"email":"b"}}"#).is_err());
+        assert!(scan_with(br#"{"items":[{"sku":1,"sku":2}]}"#).is_ok());
     }
 
     #[test]
