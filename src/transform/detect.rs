@@ -76,7 +76,7 @@ fn luhn(s: &[u8]) -> bool {
             .map(|b| u32::from(b - b'0'))
     };
     let count = digits().count();
-    let first = digits().last();
+    let first = digits().next_back();
     if !(13..=19).contains(&count) || digits().all(|d| Some(d) == first) {
         return false;
     }
