@@ -46,7 +46,7 @@ pub fn transform_form(
             .position(|p| p.single_name() == Some(key.as_str()));
         let replaced = match rule {
             None => {
-                uncovered.extend(detect::in_string(value.as_bytes()));
+                uncovered.extend(detect::in_string(value.as_bytes(), value.contains('@')));
                 Some(pair.to_vec())
             }
             Some(r) => {

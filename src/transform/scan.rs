@@ -145,6 +145,7 @@ pub fn scan(
     };
     let mut s = Scanner {
         s: text,
+        saw_at: false,
         b: text.as_bytes(),
         i: 0,
         rules,
@@ -177,6 +178,8 @@ pub fn scan(
 struct Scanner<'a, 'r> {
     /// The body as text (checked UTF-8 once), for borrowing member names.
     s: &'a str,
+    /// The last string scanned held an `@`.
+    saw_at: bool,
     b: &'a [u8],
     i: usize,
     rules: &'r [JsonPath],
@@ -314,6 +317,7 @@ impl<'a> Scanner<'a, '_> {
         let b = self.b;
         let mut i = self.i + 1;
         let mut escaped = false;
+        self.saw_at = false;
         loop {
             // Find the next quote, backslash or control byte, eight bytes at a time.
             loop {
@@ -348,6 +352,11 @@ impl<'a> Scanner<'a, '_> {
                     escaped = true;
                     self.escape()?;
                     i = self.i;
+                }
+                Some(b'@') => {
+                    // Noted on the way, so the email detector needs no second pass.
+                    self.saw_at = true;
+                    i += 1;
                 }
                 _ => return self.malformed(),
             }
@@ -406,7 +415,7 @@ impl<'a> Scanner<'a, '_> {
     ) -> Result<(), ScanError> {
         let content = &self.b[start + 1..self.i - 1];
         if self.request {
-            if let Some(found) = detect::in_string(content) {
+            if let Some(found) = detect::in_string(content, self.saw_at) {
                 self.out.findings.push((start, self.i, found));
             }
         }
@@ -622,7 +631,8 @@ impl<'a> Scanner<'a, '_> {
     }
 }
 
-/// Marks the bytes of `w` that need a look: a quote, a backslash, or a control byte.
+/// Marks the bytes of `w` that need a look: a quote, a backslash, an `@` (for the email
+/// detector), or a control byte.
 /// The classic "has a zero byte" test: the lowest marked byte is exact (a borrow can
 /// only mark bytes above a real match), which is all the caller uses.
 fn special(w: u64) -> u64 {
@@ -631,8 +641,9 @@ fn special(w: u64) -> u64 {
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let quote = zero(w ^ (ONES * u64::from(b'"')));
     let backslash = zero(w ^ (ONES * u64::from(b'\\')));
+    let at = zero(w ^ (ONES * u64::from(b'@')));
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    quote | backslash | control
+    quote | backslash | at | control
 }
 
 /// The content of a validated string (without quotes), decoded when it holds escapes.
