@@ -1,6 +1,8 @@
 //! `serve` as a library call: start the flow log, the proxy and the listener on an
 //! already-bound socket; stop with a drain. Tests start the real proxy this way on
-//! 127.0.0.1:0; the CLI adds signals around it.
+//! 127.0.0.1:0; the CLI adds signals around it, and runs one listener per core
+//! (`start_workers`): each worker thread has its own single-threaded runtime, its own
+//! `SO_REUSEPORT` socket and its own upstream pool, so an exchange never hops threads.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use prometheus::Registry;
@@ -29,7 +31,7 @@ pub struct Server {
     pub admin_addr: Option<SocketAddr>,
     /// The metric families.
     pub metrics: Arc<Metrics>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<bool>,
     grace: Duration,
 }
@@ -80,12 +82,71 @@ impl Server {
     pub fn start(
         loaded: Loaded,
         listener: TcpListener,
-        mut recorder: Recorder,
+        recorder: Recorder,
         grace: Duration,
     ) -> anyhow::Result<Server> {
         let addr = listener
             .local_addr()
             .context("reading the listener address")?;
+        let mut server = Server::prepare(loaded, addr, recorder, grace)?;
+        let stopped = stopped(&server.stop);
+        server.task = tokio::spawn(crate::listener::serve(
+            listener,
+            server.proxy.clone(),
+            stopped,
+            grace,
+        ));
+        Ok(server)
+    }
+
+    /// Starts `workers` listener threads on `addr` (one per core is the usual choice),
+    /// each with its own runtime, socket (`SO_REUSEPORT`) and upstream pool.
+    pub async fn start_workers(
+        loaded: Loaded,
+        addr: SocketAddr,
+        workers: usize,
+        recorder: Recorder,
+        grace: Duration,
+    ) -> anyhow::Result<Server> {
+        let mut server = Server::prepare(loaded, addr, recorder, grace)?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let mut threads = Vec::new();
+        for n in 0..workers.max(1) {
+            let (proxy, stopped, ready) = (
+                server.proxy.clone(),
+                stopped(&server.stop),
+                ready_tx.clone(),
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("tarnkappe-w{n}"))
+                .spawn(move || worker(addr, proxy, stopped, grace, ready))
+                .context("starting a worker thread")?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        for _ in 0..threads.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    let _ = server.stop.send(true);
+                    return Err(e).with_context(|| format!("binding {addr}"));
+                }
+                Err(_) => anyhow::bail!("a worker thread stopped while starting"),
+            }
+        }
+        server.task = tokio::task::spawn_blocking(move || {
+            threads.into_iter().all(|t| t.join().unwrap_or(false))
+        });
+        Ok(server)
+    }
+
+    /// Metrics, admin listener and proxy state, before any listener runs.
+    fn prepare(
+        loaded: Loaded,
+        addr: SocketAddr,
+        mut recorder: Recorder,
+        grace: Duration,
+    ) -> anyhow::Result<Server> {
         let registry = Registry::new();
         let metrics = Arc::new(Metrics::new(&registry).context("registering metrics")?);
         registry
@@ -110,22 +171,14 @@ impl Server {
             }
             None => None,
         };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(crate::listener::serve(
-            listener,
-            proxy.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-            grace,
-        ));
+        let (stop, _) = watch::channel(false);
         Ok(Server {
             addr,
             proxy,
             admin_addr,
             metrics,
-            stop: Some(stop),
-            task,
+            stop,
+            task: tokio::spawn(async { true }),
             grace,
         })
     }
@@ -142,9 +195,7 @@ impl Server {
 
     /// Stops accepting, drains, flushes the flow log. Returns whether the drain finished in time.
     pub async fn shutdown(mut self) -> bool {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let _ = self.stop.send(true);
         let drained = (&mut self.task).await.unwrap_or(false);
         if let Some(log) = self.proxy.recorder().flowlog() {
             // Every event emitted so far reaches the disk before we return.
@@ -152,6 +203,57 @@ impl Server {
         }
         drained
     }
+}
+
+/// A future that resolves once `stop` says so.
+fn stopped(stop: &watch::Sender<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = stop.subscribe();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// One worker thread: its own runtime and `SO_REUSEPORT` socket; serves until stopped.
+fn worker(
+    addr: SocketAddr,
+    proxy: Arc<Proxy>,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
+    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
+) -> bool {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return false;
+        }
+    };
+    rt.block_on(async move {
+        let bound = (|| {
+            let socket = match addr {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.set_reuseaddr(true)?;
+            socket.set_reuseport(true)?;
+            socket.set_nodelay(true)?;
+            socket.bind(addr)?;
+            socket.listen(1024)
+        })();
+        match bound {
+            Ok(listener) => {
+                let _ = ready.send(Ok(()));
+                crate::listener::serve(listener, proxy, stopped, grace).await
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                false
+            }
+        }
+    })
 }
 
 /// Reloads the proxy's config file atomically.

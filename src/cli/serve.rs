@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// Also reload when the config or keyring file changes (checked every 2 s).
     #[arg(long)]
     pub watch: bool,
+    /// Listener threads, each with its own runtime and upstream pool (default: one per core).
+    #[arg(long, env = "TARNKAPPE_WORKERS")]
+    pub workers: Option<usize>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -38,22 +41,37 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let listen = loaded.config.listen;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = args.workers.unwrap_or(cores).max(1);
+    // With a fixed port, worker threads own the listeners and this runtime only watches
+    // signals; an ephemeral port cannot be shared, so one listener runs here instead.
+    let shared_port = listen.port() != 0;
+    let rt = if shared_port {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+    .context("starting the runtime")?;
     rt.block_on(async move {
-        let listen = loaded.config.listen;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?;
         let recorder = server::recorder(&loaded)?;
         let routes = loaded.config.router.routes().len();
-        let server = Server::start(loaded, listener, recorder, args.grace)?;
+        let server = if shared_port {
+            Server::start_workers(loaded, listen, workers, recorder, args.grace).await?
+        } else {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            Server::start(loaded, listener, recorder, args.grace)?
+        };
         let admin = server
             .admin_addr
             .map_or_else(|| "none".to_owned(), |a| a.to_string());
-        tracing::info!(address = %server.addr, admin = %admin, routes, "tarnkappe listening");
+        tracing::info!(address = %server.addr, admin = %admin, routes, workers, "tarnkappe listening");
         wait_for_stop(&server, args.watch).await?;
         tracing::info!(
             grace_s = args.grace.as_secs(),

@@ -21,37 +21,83 @@ use super::outcome::Outcome;
 /// Request and response data must never be wrapped in a `ConfigStr`: the whole flow log's
 /// promise rests on it. Only the config module (and code naming its own constants) calls
 /// [`ConfigStr::new`].
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConfigStr(Arc<str>);
+#[derive(Clone)]
+pub struct ConfigStr(Inner);
+
+/// Shared config strings and the code's own constants cost no allocation per event.
+#[derive(Clone)]
+enum Inner {
+    Shared(Arc<str>),
+    Static(&'static str),
+}
 
 impl ConfigStr {
     /// Wraps a string read from the configuration file or a constant of the code.
     /// Never call it with anything taken from a request or a response.
     pub fn new(from_config: &str) -> ConfigStr {
-        ConfigStr(Arc::from(from_config))
+        ConfigStr(Inner::Shared(Arc::from(from_config)))
+    }
+
+    /// Shares a string the compiled configuration already holds (no copy).
+    pub fn shared(from_config: &Arc<str>) -> ConfigStr {
+        ConfigStr(Inner::Shared(from_config.clone()))
+    }
+
+    /// A name the code itself defines (action and detector names).
+    pub const fn constant(name: &'static str) -> ConfigStr {
+        ConfigStr(Inner::Static(name))
     }
 
     /// The string itself.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Inner::Shared(s) => s,
+            Inner::Static(s) => s,
+        }
+    }
+}
+
+impl PartialEq for ConfigStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for ConfigStr {}
+
+impl std::hash::Hash for ConfigStr {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h);
+    }
+}
+
+impl PartialOrd for ConfigStr {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ConfigStr {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
 impl fmt::Debug for ConfigStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for ConfigStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl Serialize for ConfigStr {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 

@@ -157,14 +157,14 @@ impl Recorder {
     fn event(&self, ex: Exchange, config: &Config) -> FlowEvent {
         let mut ev = FlowEvent::new(ex.request_id, MethodName::new(ex.method.as_str()));
         if let Some(route) = &ex.route {
-            ev.route = Some(ConfigStr::new(&route.name));
-            ev.path_template = Some(ConfigStr::new(&route.template.text));
+            ev.route = Some(ConfigStr::shared(&route.name));
+            ev.path_template = Some(ConfigStr::shared(&route.template.text));
             for fc in &ex.request_fields {
                 let rule = &route.rules.fields[fc.rule];
                 ev.fields.push(FieldEvent {
-                    label: ConfigStr::new(&rule.label),
-                    category: ConfigStr::new(&rule.category),
-                    action: ConfigStr::new(rule.action.name()),
+                    label: ConfigStr::shared(&rule.label),
+                    category: ConfigStr::shared(&rule.category),
+                    action: ConfigStr::constant(rule.action.name()),
                     direction: Direction::Request,
                     count: fc.count,
                 });
@@ -175,11 +175,11 @@ impl Recorder {
                     .fields
                     .iter()
                     .find(|f| f.label == *label)
-                    .map_or("unknown", |f| &f.category);
+                    .map(|f| &f.category);
                 ev.fields.push(FieldEvent {
-                    label: ConfigStr::new(label),
-                    category: ConfigStr::new(category),
-                    action: ConfigStr::new("open"),
+                    label: ConfigStr::shared(label),
+                    category: category.map_or(ConfigStr::constant("unknown"), ConfigStr::shared),
+                    action: ConfigStr::constant("open"),
                     direction: Direction::Response,
                     count: *count,
                 });
@@ -207,14 +207,14 @@ impl Recorder {
         };
         ev.upstream = ex
             .upstream_time
-            .map(|_| ConfigStr::new(&config.upstream.name));
+            .map(|_| ConfigStr::shared(&config.upstream.name));
         ev.status = ex.status;
         ev.outcome = ex.error.map_or(Outcome::Forwarded, outcome);
         ev.open_failures = ex.open_failures;
         ev.uncovered = ex
             .uncovered
             .iter()
-            .map(|d| ConfigStr::new(d.name()))
+            .map(|d| ConfigStr::constant(d.name()))
             .collect();
         ev.duration_us = micros(ex.started.elapsed());
         ev.upstream_us = ex.upstream_time.map(micros);

@@ -37,10 +37,21 @@ pub struct Snapshot {
     pub keyring: Keyring,
 }
 
+/// What the listener knows of the connection a request came on.
+#[derive(Clone)]
+pub struct Conn {
+    /// The client's socket address.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The upstream client (connection pool) of the listener that accepted it: one per
+    /// worker thread, so an exchange and its upstream connection stay on one thread.
+    pub client: UpstreamClient,
+}
+
 /// The proxy's shared state.
 pub struct Proxy {
     snapshot: RwLock<Arc<Snapshot>>,
-    client: UpstreamClient,
     recorder: Recorder,
     /// Bounds requests in flight; over it, 503 early rather than timeouts or OOM.
     in_flight: tokio::sync::Semaphore,
@@ -49,7 +60,6 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy serving `loaded`, recording exchanges with `recorder`.
     pub fn new(loaded: Loaded, recorder: Recorder) -> Proxy {
-        let client = upstream::client(loaded.config.upstream.connect_timeout);
         let in_flight = tokio::sync::Semaphore::new(loaded.config.limits.max_in_flight);
         let snapshot = Snapshot {
             config: loaded.config,
@@ -57,7 +67,6 @@ impl Proxy {
         };
         Proxy {
             snapshot: RwLock::new(Arc::new(snapshot)),
-            client,
             recorder,
             in_flight,
         }
@@ -80,6 +89,11 @@ impl Proxy {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = next;
     }
 
+    /// A new upstream client (connection pool) for a listener.
+    pub fn upstream_client(&self) -> UpstreamClient {
+        upstream::client(self.snapshot().config.upstream.connect_timeout)
+    }
+
     /// The recorder (flow log and metrics).
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
@@ -89,23 +103,17 @@ impl Proxy {
     pub fn handle<B>(
         self: Arc<Self>,
         req: Request<B>,
-        peer: SocketAddr,
-        tls: bool,
+        conn: Conn,
     ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let req = req.map(body::boxed);
-        Box::pin(self.handle_boxed(req, peer, tls))
+        Box::pin(self.handle_boxed(req, conn))
     }
 
-    async fn handle_boxed(
-        self: Arc<Self>,
-        req: Request<Body>,
-        peer: SocketAddr,
-        tls: bool,
-    ) -> Response<Body> {
+    async fn handle_boxed(self: Arc<Self>, req: Request<Body>, conn: Conn) -> Response<Body> {
         let started = Instant::now();
         let snap = self.snapshot();
         let request_id = req
@@ -114,11 +122,11 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(RequestId::sanitize)
             .unwrap_or_else(RequestId::generate);
-        let mut ex = Exchange::new(request_id, req.method().clone(), peer, started);
-        ex.tls = tls;
+        let mut ex = Exchange::new(request_id, req.method().clone(), conn.peer, started);
+        ex.tls = conn.tls;
         let permit = self.in_flight.try_acquire();
         let outcome = match permit {
-            Ok(_permit) => self.exchange(&snap, req, &mut ex).await,
+            Ok(_permit) => self.exchange(&snap, req, &conn.client, &mut ex).await,
             Err(_) => Err(ProxyError::Overloaded),
         };
         let resp = match outcome {
@@ -141,6 +149,7 @@ impl Proxy {
         &self,
         snap: &Snapshot,
         req: Request<Body>,
+        client: &UpstreamClient,
         ex: &mut Exchange,
     ) -> Result<Response<Body>, ProxyError> {
         let config = &snap.config;
@@ -198,7 +207,7 @@ impl Proxy {
         let upstream_started = Instant::now();
         let answer = tokio::time::timeout(
             config.upstream.timeout,
-            self.client.request(Request::from_parts(parts, body)),
+            client.request(Request::from_parts(parts, body)),
         )
         .await;
         ex.upstream_time = Some(upstream_started.elapsed());
