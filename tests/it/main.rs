@@ -23,4 +23,5 @@ mod passthrough;
 mod refused;
 mod report;
 mod swap;
+mod tls;
 mod upstream_faults;
