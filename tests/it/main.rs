@@ -25,3 +25,4 @@ mod report;
 mod swap;
 mod tls;
 mod upstream_faults;
+mod workers;
