@@ -46,6 +46,16 @@ fn fill_random(buf: &mut [u8]) -> Result<(), CryptoError> {
     })
 }
 
+/// A nonce for random-mode sealing: from the thread's CSPRNG (ChaCha12, seeded and
+/// periodically reseeded from the operating system), so a request sealing several
+/// fields makes no system call per field. AES-GCM-SIV stays safe even if a nonce repeats.
+fn fill_nonce(buf: &mut [u8]) -> Result<(), CryptoError> {
+    rand::thread_rng().try_fill_bytes(buf).map_err(|e| {
+        tracing::error!(error = %e, "random number generator failed");
+        CryptoError::Randomness
+    })
+}
+
 /// HMAC-SHA256(master, info): the subkey for one purpose.
 fn derive(master: &[u8; SECRET_LEN], info: &[u8]) -> Secret {
     let mut out = Zeroizing::new([0u8; SECRET_LEN]);
@@ -110,7 +120,7 @@ impl KeyVersion {
             (Mode::Random, Some(nonce)) => nonce,
             (Mode::Random, None) => {
                 let mut nonce = [0u8; NONCE_LEN];
-                fill_random(&mut nonce)?;
+                fill_nonce(&mut nonce)?;
                 nonce
             }
         };
