@@ -28,7 +28,7 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 const BATCH: usize = 512;
 /// After a busy batch, let events gather this long before the next wake-up: senders
 /// then only enqueue instead of waking a parked thread for every event.
-const COALESCE: Duration = Duration::from_millis(2);
+const COALESCE: Duration = Duration::from_millis(5);
 /// Largest single write.
 const MAX_WRITE: usize = 1 << 20;
 
