@@ -175,6 +175,11 @@ impl Metrics {
                     .with_label_values(&[route, &rule.category, rule.action.name(), "request"])
                     .inc_by(u64::from(fc.count));
             }
+            if ex.concealed > 0 {
+                self.fields
+                    .with_label_values(&[route, "any", "conceal", "response"])
+                    .inc_by(u64::from(ex.concealed));
+            }
             for (label, count) in &ex.response_opened {
                 let category = r
                     .rules

@@ -4,6 +4,7 @@
 //! checked for ambiguity. Every problem of a file is reported in one run as
 //! `file:line:col: key: message`. Never echoes a secret or the file's contents.
 
+mod callers;
 mod categories;
 mod diag;
 mod env;
@@ -18,13 +19,14 @@ use std::time::Duration;
 use http::{Method, Uri};
 use toml::Spanned;
 
+pub use callers::{Callers, CALLER_HEADER};
 pub use categories::{resolve as resolve_category, ALIASES, CATEGORIES};
 use diag::Diag;
 pub use diag::{ConfigError, ConfigErrors};
 use raw::{RawConfig, RawField, RawRoute};
 
 use crate::crypto::Keyring;
-use crate::route::{OpenFailure, Route, Router, Template};
+use crate::route::{Conceal, OpenFailure, Route, Router, Template};
 use crate::transform::{Action, FieldRule, JsonPath, Labels, Limits, MaskStyle, RuleSet};
 
 /// Parses a duration written as in the config (`30s`, `500ms`, `2m`).
@@ -149,6 +151,8 @@ pub struct Config {
     pub router: Router,
     /// All labels, for opening responses.
     pub labels: Labels,
+    /// The callers, by token hash.
+    pub callers: Callers,
 }
 
 /// A config and the keyring it names, loaded together (and reloaded together).
@@ -224,10 +228,11 @@ pub fn compile(text: &str, file: &str, base: &Path, source: &Path) -> Result<Con
         None => KeyringSource::Env,
     };
     let flow_log = raw.flow_log.as_ref().map(|f| flow_log(&mut d, f, base));
+    let callers = callers::compile(&mut d, &raw.callers);
     let mut labels = Labels::default();
     let mut routes = Vec::new();
     for (i, r) in raw.routes.iter().enumerate() {
-        if let Some(route) = route(&mut d, r, i, &mut labels) {
+        if let Some(route) = route(&mut d, r, i, &mut labels, &callers) {
             routes.push(route);
         }
     }
@@ -269,6 +274,7 @@ pub fn compile(text: &str, file: &str, base: &Path, source: &Path) -> Result<Con
         flow_log,
         router,
         labels,
+        callers,
     })
 }
 
@@ -515,8 +521,50 @@ fn flow_log(d: &mut Diag<'_>, f: &raw::RawFlowLog, base: &Path) -> FlowLogSettin
     }
 }
 
-fn route(d: &mut Diag<'_>, r: &RawRoute, i: usize, labels: &mut Labels) -> Option<Route> {
+fn route(
+    d: &mut Diag<'_>,
+    r: &RawRoute,
+    i: usize,
+    labels: &mut Labels,
+    callers: &Callers,
+) -> Option<Route> {
     let key = |k: &str| format!("route[{i}].{k}");
+    let reveal_to = r.reveal_to.as_ref().map(|names| {
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(j, n)| match callers.name(n.get_ref()) {
+                Some(name) => Some(name),
+                None => {
+                    d.at(
+                        Some(n.span()),
+                        key(&format!("reveal_to[{j}]")),
+                        format!("no [[caller]] named `{}`", n.get_ref()),
+                    );
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let conceal = match r.conceal.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("marker", _)) => Conceal::Marker,
+        Some(("ciphertext", _)) => Conceal::Ciphertext,
+        Some((_, span)) => {
+            d.at(
+                Some(span),
+                key("conceal"),
+                "must be \"marker\" (default) or \"ciphertext\"",
+            );
+            Conceal::Marker
+        }
+    };
+    if let (Some(c), None) = (&r.conceal, &r.reveal_to) {
+        d.at(
+            Some(c.span()),
+            key("conceal"),
+            "`conceal` applies only with `reveal_to`",
+        );
+    }
     let template = Template::parse(r.path.get_ref())
         .map_err(|m| d.at(Some(r.path.span()), key("path"), m))
         .ok();
@@ -571,6 +619,8 @@ fn route(d: &mut Diag<'_>, r: &RawRoute, i: usize, labels: &mut Labels) -> Optio
         rules,
         on_open_failure,
         pass_other_types: r.pass_other_types.unwrap_or(false),
+        reveal_to,
+        conceal,
     })
 }
 

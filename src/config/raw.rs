@@ -20,8 +20,17 @@ pub struct RawConfig {
     #[serde(default)]
     pub keys: RawKeys,
     pub flow_log: Option<RawFlowLog>,
+    #[serde(default, rename = "caller")]
+    pub callers: Vec<RawCaller>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCaller {
+    pub name: S,
+    pub token_sha256: S,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +100,8 @@ pub struct RawRoute {
     pub path: S,
     pub on_open_failure: Option<S>,
     pub pass_other_types: Option<bool>,
+    pub reveal_to: Option<Vec<S>>,
+    pub conceal: Option<S>,
     #[serde(default, rename = "field")]
     pub fields: Vec<RawField>,
 }

@@ -42,6 +42,10 @@ pub struct Exchange {
     pub started: Instant,
     /// The matched route.
     pub route: Option<Arc<Route>>,
+    /// The caller, when its token named one.
+    pub caller: Option<Arc<str>>,
+    /// Response values concealed from a caller not allowed to see them.
+    pub concealed: u32,
     /// Status sent to the client.
     pub status: u16,
     /// Why the proxy answered itself, if it did.
@@ -83,6 +87,8 @@ impl Exchange {
             tls: false,
             started,
             route: None,
+            caller: None,
+            concealed: 0,
             status: 0,
             error: None,
             request_fields: Vec::new(),
@@ -211,6 +217,7 @@ impl Recorder {
         ev.status = ex.status;
         ev.outcome = ex.error.map_or(Outcome::Forwarded, outcome);
         ev.open_failures = ex.open_failures;
+        ev.caller = ex.caller.as_ref().map(ConfigStr::shared);
         ev.uncovered = ex
             .uncovered
             .iter()

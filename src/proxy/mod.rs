@@ -20,11 +20,11 @@ use http::{header, HeaderValue, Request, Response, Uri, Version};
 pub use exchange::{Exchange, FieldCount, Recorder};
 
 use crate::body::{self, Body, BoxError};
-use crate::config::{Config, Loaded};
+use crate::config::{Config, Loaded, CALLER_HEADER};
 use crate::crypto::Keyring;
 use crate::error::ProxyError;
 use crate::flowlog::RequestId;
-use crate::route::{path, OpenFailure, Route};
+use crate::route::{path, Conceal, OpenFailure, Route};
 use crate::transform::{form, request, response};
 use crate::upstream::{self, UpstreamClient};
 use body_read::{read_capped, BodyKind};
@@ -124,6 +124,11 @@ impl Proxy {
             .unwrap_or_else(RequestId::generate);
         let mut ex = Exchange::new(request_id, req.method().clone(), conn.peer, started);
         ex.tls = conn.tls;
+        ex.caller = req
+            .headers()
+            .get(CALLER_HEADER)
+            .and_then(|token| snap.config.callers.identify(token.as_bytes()))
+            .cloned();
         let permit = self.in_flight.try_acquire();
         let outcome = match permit {
             Ok(_permit) => self.exchange(&snap, req, &conn.client, &mut ex).await,
@@ -188,6 +193,8 @@ impl Proxy {
             .or_else(|| authority_header(&parts.uri));
         parts.uri = upstream_uri(config, &normalized, parts.uri.query())?;
         upstream::strip_hop_by_hop(&mut parts.headers);
+        // A caller's token is for us alone.
+        parts.headers.remove(CALLER_HEADER);
         upstream::add_forwarding(
             &mut parts.headers,
             ex.peer,
@@ -276,6 +283,13 @@ impl Proxy {
             ex.response_passed_unopened = BodyKind::of(&parts.headers) == BodyKind::Encoded;
             return Ok(Response::from_parts(parts, body));
         }
+        if !route.reveals_to(ex.caller.as_ref()) && route.conceal == Conceal::Ciphertext {
+            // This caller gets what the backend stores: ciphertext, never plaintext.
+            parts
+                .headers
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Ok(Response::from_parts(parts, body));
+        }
         if body_read::declared_length(&parts.headers).is_some_and(|n| n > limits.max_body) {
             // Too large to open: it passes as it is, ciphertext and all, and is counted.
             ex.response_passed_unopened = true;
@@ -285,6 +299,22 @@ impl Proxy {
             .await
             .map_err(|_| ProxyError::UpstreamFailed)?;
         let started = Instant::now();
+        if !route.reveals_to(ex.caller.as_ref()) {
+            let concealed = response::conceal_json(&bytes, limits.json);
+            ex.transform_time += started.elapsed();
+            let body = match concealed {
+                Ok((Some(new), n)) => {
+                    ex.concealed = n;
+                    Bytes::from(new)
+                }
+                Ok((None, _)) => bytes,
+                Err(_) => {
+                    ex.response_passed_unopened = true;
+                    bytes
+                }
+            };
+            return Ok(finish_response(parts, body, ex));
+        }
         let opened = response::open_json(&bytes, &snap.config.labels, &snap.keyring, limits.json);
         ex.transform_time += started.elapsed();
         let body = match opened {
@@ -302,15 +332,24 @@ impl Proxy {
                 bytes
             }
         };
-        ex.bytes_out = body.len() as u64;
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        parts
-            .headers
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        Ok(Response::from_parts(parts, body::full(body)))
+        Ok(finish_response(parts, body, ex))
     }
+}
+
+/// A buffered answer: its length said anew, and kept out of shared caches.
+fn finish_response(
+    mut parts: http::response::Parts,
+    body: Bytes,
+    ex: &mut Exchange,
+) -> Response<Body> {
+    ex.bytes_out = body.len() as u64;
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    parts
+        .headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Response::from_parts(parts, body::full(body))
 }
 
 /// A request body after the transform stage.

@@ -142,11 +142,32 @@ pub struct Route {
     pub on_open_failure: OpenFailure,
     /// Forward bodies of types we do not parse (explicit relaxation).
     pub pass_other_types: bool,
+    /// Callers who get plaintext back; None means every caller of the route.
+    pub reveal_to: Option<Vec<Arc<str>>>,
+    /// What the others get instead.
+    pub conceal: Conceal,
+}
+
+/// What a caller not allowed to see plaintext gets in place of each ciphertext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conceal {
+    /// The documented marker (default).
+    Marker,
+    /// The ciphertext as stored.
+    Ciphertext,
 }
 
 impl Route {
     fn covers(&self, m: &Method) -> bool {
         self.methods.is_empty() || self.methods.contains(m)
+    }
+
+    /// May `caller` see plaintext in this route's responses?
+    pub fn reveals_to(&self, caller: Option<&Arc<str>>) -> bool {
+        match &self.reveal_to {
+            None => true,
+            Some(allowed) => caller.is_some_and(|c| allowed.contains(c)),
+        }
     }
 
     /// Does this route transform bodies?
@@ -207,6 +228,8 @@ mod tests {
             rules: RuleSet::default(),
             on_open_failure: OpenFailure::Marker,
             pass_other_types: false,
+            reveal_to: None,
+            conceal: Conceal::Marker,
         }
     }
 

@@ -72,6 +72,31 @@ pub fn open_json(
     })
 }
 
+/// Replaces every token of ours in `body` by the marker without opening anything: what
+/// a caller not allowed to see plaintext gets. Returns the new body (None when nothing
+/// of ours was in it) and how many values were concealed. An error means the body is not
+/// JSON; the caller forwards it unchanged (it holds no plaintext of ours).
+pub fn conceal_json(body: &[u8], limits: Limits) -> Result<(Option<Vec<u8>>, u32), ScanError> {
+    if memchr::memmem::find(body, crypto::envelope::TOKEN_PREFIX.as_bytes()).is_none()
+        && memchr::memchr(b'\\', body).is_none()
+    {
+        return Ok((None, 0));
+    }
+    let found = scan::scan(body, scan::Mode::Response, limits, is_ours)?;
+    if found.tokens.is_empty() {
+        return Ok((None, 0));
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut at = 0;
+    for t in &found.tokens {
+        out.extend_from_slice(&body[at..t.start]);
+        out.extend_from_slice(&quoted(MARKER));
+        at = t.end;
+    }
+    out.extend_from_slice(&body[at..]);
+    Ok((Some(out), found.tokens.len() as u32))
+}
+
 /// Opens one token to the JSON text of its value.
 fn open_one(
     token: &str,
@@ -178,6 +203,22 @@ mod tests {
         assert!(!String::from_utf8(got.body.unwrap())
             .unwrap()
             .contains("a@b"));
+    }
+
+    #[test]
+    fn concealing_replaces_every_token_without_opening() {
+        let (kr, _) = setup();
+        let e = kr
+            .seal(Mode::Random, "c.email", ValueType::String, b"a@b")
+            .unwrap();
+        let body = format!(r#"{{"email":"{e}","list":["{e}"],"plan":"gold"}}"#);
+        let (out, n) = conceal_json(body.as_bytes(), LIMITS).unwrap();
+        assert_eq!(n, 2);
+        let text = String::from_utf8(out.unwrap()).unwrap();
+        assert_eq!(
+            text,
+            format!(r#"{{"email":"{MARKER}","list":["{MARKER}"],"plan":"gold"}}"#)
+        );
     }
 
     #[test]
