@@ -169,11 +169,10 @@ impl Metrics {
                     .with_label_values(&[route])
                     .observe(ex.transform_time.as_secs_f64());
             }
-            for fc in &ex.request_fields {
-                let rule = &r.rules.fields[fc.rule];
+            for (rule, count) in ex.request_counts(r) {
                 self.fields
                     .with_label_values(&[route, &rule.category, rule.action.name(), "request"])
-                    .inc_by(u64::from(fc.count));
+                    .inc_by(u64::from(count));
             }
             if ex.concealed > 0 {
                 self.fields

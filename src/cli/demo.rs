@@ -136,7 +136,11 @@ fn print_guide(
    curl -s http://{backend}/api/customers/1
    sqlite3 {db} 'select doc from customers'
 
-4. Check the audit trail:  tarnkappe audit verify {dir}/flow.jsonl
+4. Look a customer up by email (deterministic encryption: the backend compares ciphertexts):
+   curl -s 'http://{proxy}/api/customers?email=jane@example.com'
+
+5. Check the audit trail:  tarnkappe audit verify {dir}/flow.jsonl
+   and draw the data-flow map:  tarnkappe report {dir}/flow.jsonl --config {dir}/tarnkappe.toml --out report.html
 
 Ctrl-C stops the demo; the data stays in {dir}."#,
         db = db.display(),

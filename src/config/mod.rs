@@ -597,31 +597,55 @@ fn route(
             OpenFailure::Marker
         }
     };
-    let mut rules = RuleSet::default();
-    for (j, f) in r.fields.iter().enumerate() {
-        if let Some((path, rule)) = field(d, f, &format!("route[{i}].field[{j}]")) {
-            let seals = matches!(rule.action, Action::Encrypt | Action::EncryptDeterministic);
-            if let Some(other) = labels.add(&rule.label, path.last_name(), seals) {
-                d.at(
-                    Some(f.path.span()),
-                    format!("route[{i}].field[{j}].label"),
-                    format!("label tag collides with label `{other}`: rename one"),
-                );
-            }
-            rules.paths.push(path);
-            rules.fields.push(rule);
-        }
-    }
+    let rules = rule_set(d, &r.fields, &format!("route[{i}].field"), labels, false);
+    let query_rules = rule_set(d, &r.queries, &format!("route[{i}].query"), labels, true);
     Some(Route {
         name: Arc::from(r.name.get_ref().as_str()),
         methods,
         template: template?,
         rules,
+        query_rules,
         on_open_failure,
         pass_other_types: r.pass_other_types.unwrap_or(false),
         reveal_to,
         conceal,
     })
+}
+
+/// Compiles the `[[route.field]]` (or `[[route.query]]`) tables of one route; query
+/// rules must name one parameter (`$.name`).
+fn rule_set(
+    d: &mut Diag<'_>,
+    raw: &[RawField],
+    key: &str,
+    labels: &mut Labels,
+    query: bool,
+) -> RuleSet {
+    let mut rules = RuleSet::default();
+    for (j, f) in raw.iter().enumerate() {
+        let Some((path, rule)) = field(d, f, &format!("{key}[{j}]")) else {
+            continue;
+        };
+        if query && path.single_name().is_none() {
+            d.at(
+                Some(f.path.span()),
+                format!("{key}[{j}].path"),
+                "a query rule names one parameter: write `$.name`",
+            );
+            continue;
+        }
+        let seals = matches!(rule.action, Action::Encrypt | Action::EncryptDeterministic);
+        if let Some(other) = labels.add(&rule.label, path.last_name(), seals) {
+            d.at(
+                Some(f.path.span()),
+                format!("{key}[{j}].label"),
+                format!("label tag collides with label `{other}`: rename one"),
+            );
+        }
+        rules.paths.push(path);
+        rules.fields.push(rule);
+    }
+    rules
 }
 
 fn field(d: &mut Diag<'_>, f: &RawField, key: &str) -> Option<(JsonPath, FieldRule)> {

@@ -104,6 +104,8 @@ pub struct RawRoute {
     pub conceal: Option<S>,
     #[serde(default, rename = "field")]
     pub fields: Vec<RawField>,
+    #[serde(default, rename = "query")]
+    pub queries: Vec<RawField>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,6 +18,7 @@ use crate::route::Route;
 use crate::transform::detect::Detector;
 use crate::transform::request::TransformError;
 use crate::transform::scan::ScanError;
+use crate::transform::FieldRule;
 
 /// Values one rule touched in one direction.
 #[derive(Debug, Clone, Copy)]
@@ -50,8 +51,10 @@ pub struct Exchange {
     pub status: u16,
     /// Why the proxy answered itself, if it did.
     pub error: Option<ProxyError>,
-    /// Request-direction counts per rule.
+    /// Request-direction counts per body rule.
     pub request_fields: Vec<FieldCount>,
+    /// Request-direction counts per query rule.
+    pub query_fields: Vec<FieldCount>,
     /// Sensitive-looking request values that no rule covered, by detector.
     pub uncovered: Vec<Detector>,
     /// Response values opened, per label.
@@ -92,6 +95,7 @@ impl Exchange {
             status: 0,
             error: None,
             request_fields: Vec::new(),
+            query_fields: Vec::new(),
             uncovered: Vec::new(),
             response_opened: Vec::new(),
             open_failures: 0,
@@ -104,15 +108,42 @@ impl Exchange {
         }
     }
 
-    /// Records the per-rule counts of a request transform.
+    /// Records the per-rule counts of a request body transform.
     pub fn add_request_counts(&mut self, counts: &[u32]) {
-        for (rule, &count) in counts.iter().enumerate() {
-            if count > 0 {
-                self.request_fields.push(FieldCount { rule, count });
-            }
-        }
+        self.request_fields.extend(nonzero(counts));
+    }
+
+    /// Records the per-rule counts of a query transform.
+    pub fn add_query_counts(&mut self, counts: &[u32]) {
+        self.query_fields.extend(nonzero(counts));
+    }
+
+    /// Every request-direction count with the rule it belongs to.
+    pub fn request_counts<'a>(
+        &'a self,
+        route: &'a Route,
+    ) -> impl Iterator<Item = (&'a FieldRule, u32)> + 'a {
+        let body = self
+            .request_fields
+            .iter()
+            .map(|fc| (&route.rules.fields[fc.rule], fc.count));
+        let query = self
+            .query_fields
+            .iter()
+            .map(|fc| (&route.query_rules.fields[fc.rule], fc.count));
+        body.chain(query)
     }
 }
+
+fn nonzero(counts: &[u32]) -> impl Iterator<Item = FieldCount> + '_ {
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &count)| count > 0)
+        .map(|(rule, &count)| FieldCount { rule, count })
+}
+
+impl Exchange {}
 
 /// Something that sees every finished exchange (metrics).
 pub type Observer = Arc<dyn Fn(&Exchange) + Send + Sync>;
@@ -161,18 +192,17 @@ impl Recorder {
     }
 
     fn event(&self, ex: Exchange, config: &Config) -> FlowEvent {
-        let mut ev = FlowEvent::new(ex.request_id, MethodName::new(ex.method.as_str()));
+        let mut ev = FlowEvent::new(ex.request_id.clone(), MethodName::new(ex.method.as_str()));
         if let Some(route) = &ex.route {
             ev.route = Some(ConfigStr::shared(&route.name));
             ev.path_template = Some(ConfigStr::shared(&route.template.text));
-            for fc in &ex.request_fields {
-                let rule = &route.rules.fields[fc.rule];
+            for (rule, count) in ex.request_counts(route) {
                 ev.fields.push(FieldEvent {
                     label: ConfigStr::shared(&rule.label),
                     category: ConfigStr::shared(&rule.category),
                     action: ConfigStr::constant(rule.action.name()),
                     direction: Direction::Request,
-                    count: fc.count,
+                    count,
                 });
             }
             for (label, count) in &ex.response_opened {

@@ -168,7 +168,11 @@ impl Proxy {
             return Err(ProxyError::LogUnavailable);
         }
         let (mut parts, body) = req.into_parts();
-        let body = match rules {
+        let query = match rules {
+            Some(route) => self.transform_query(snap, route, parts.uri.query(), ex)?,
+            None => parts.uri.query().map(str::to_owned),
+        };
+        let body = match rules.filter(|r| !r.rules.fields.is_empty()) {
             Some(route) => match self
                 .transform_request(snap, route, &parts, body, ex)
                 .await?
@@ -191,7 +195,7 @@ impl Proxy {
             .get(header::HOST)
             .cloned()
             .or_else(|| authority_header(&parts.uri));
-        parts.uri = upstream_uri(config, &normalized, parts.uri.query())?;
+        parts.uri = upstream_uri(config, &normalized, query.as_deref())?;
         upstream::strip_hop_by_hop(&mut parts.headers);
         // A caller's token is for us alone.
         parts.headers.remove(CALLER_HEADER);
@@ -232,6 +236,28 @@ impl Proxy {
         }
     }
 
+    /// Applies the route's query rules (a query string is form-encoded).
+    fn transform_query(
+        &self,
+        snap: &Snapshot,
+        route: &Route,
+        query: Option<&str>,
+        ex: &mut Exchange,
+    ) -> Result<Option<String>, ProxyError> {
+        let Some(query) = query else { return Ok(None) };
+        if route.query_rules.fields.is_empty() {
+            return Ok(Some(query.to_owned()));
+        }
+        let started = Instant::now();
+        let out = form::transform_form(query.as_bytes(), &route.query_rules, &snap.keyring)
+            .map_err(ProxyError::Body)?;
+        ex.transform_time += started.elapsed();
+        ex.add_query_counts(&out.counts);
+        ex.uncovered.extend(out.uncovered);
+        // Only URL-safe bytes are written: the form encoder escapes everything else.
+        Ok(Some(String::from_utf8_lossy(&out.body).into_owned()))
+    }
+
     async fn transform_request(
         &self,
         snap: &Snapshot,
@@ -261,7 +287,9 @@ impl Proxy {
         .map_err(ProxyError::Body)?;
         ex.transform_time += started.elapsed();
         ex.add_request_counts(&out.counts);
-        ex.uncovered = out.uncovered;
+        ex.uncovered.extend(out.uncovered);
+        ex.uncovered.sort_unstable();
+        ex.uncovered.dedup();
         Ok(Rewritten::New(Bytes::from(out.body)))
     }
 

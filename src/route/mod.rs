@@ -136,8 +136,10 @@ pub struct Route {
     pub methods: Vec<Method>,
     /// Its path template.
     pub template: Template,
-    /// Its field rules.
+    /// Its field rules (bodies).
     pub rules: RuleSet,
+    /// Its query-parameter rules (`$.name` names a parameter).
+    pub query_rules: RuleSet,
     /// Response behaviour for unopenable ciphertext.
     pub on_open_failure: OpenFailure,
     /// Forward bodies of types we do not parse (explicit relaxation).
@@ -170,9 +172,9 @@ impl Route {
         }
     }
 
-    /// Does this route transform bodies?
+    /// Does this route transform anything (bodies or query parameters)?
     pub fn has_rules(&self) -> bool {
-        !self.rules.fields.is_empty()
+        !self.rules.fields.is_empty() || !self.query_rules.fields.is_empty()
     }
 }
 
@@ -226,6 +228,7 @@ mod tests {
             methods: methods.to_vec(),
             template: Template::parse(path).unwrap(),
             rules: RuleSet::default(),
+            query_rules: RuleSet::default(),
             on_open_failure: OpenFailure::Marker,
             pass_other_types: false,
             reveal_to: None,

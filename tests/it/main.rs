@@ -21,6 +21,7 @@ mod ops_prometheus;
 mod ops_reload;
 mod ops_shutdown;
 mod passthrough;
+mod query;
 mod refused;
 mod report;
 mod swap;
