@@ -89,6 +89,15 @@ pub fn assessment(c: &Config) -> String {
                 entry.push(f.action.name());
             }
         }
+        for (f, p) in r.query_rules.fields.iter().zip(&r.query_rules.paths) {
+            let name = p.single_name().unwrap_or("?");
+            out.push_str(&format!(
+                "    query ?{name} [{}] {}: {}\n",
+                f.label,
+                f.category,
+                describe(&f.action)
+            ));
+        }
         let body_methods = [http::Method::POST, http::Method::PUT, http::Method::PATCH];
         let missing: Vec<&str> = body_methods
             .iter()
