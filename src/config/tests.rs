@@ -1,6 +1,8 @@
 //! Config compile tests: every problem reported at once, with file:line:col and key.
 
 use super::*;
+use crate::transform::{Action, MaskStyle};
+use http::Method;
 
 fn compile_text(text: &str) -> Result<Config, ConfigErrors> {
     compile(

@@ -136,21 +136,9 @@ fn encode_into(s: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::{FieldRule, JsonPath, MaskStyle};
-    use std::sync::Arc;
+    use crate::transform::MaskStyle;
 
-    fn rules(spec: &[(&str, Action)]) -> RuleSet {
-        let mut set = RuleSet::default();
-        for (path, action) in spec {
-            set.paths.push(JsonPath::parse(path).unwrap());
-            set.fields.push(FieldRule {
-                label: Arc::from(*path),
-                category: Arc::from("contact"),
-                action: action.clone(),
-            });
-        }
-        set
-    }
+    use crate::transform::test_rules as rules;
 
     #[test]
     fn transforms_named_keys_and_keeps_the_rest() {

@@ -165,6 +165,21 @@ pub fn mask(value: &str, style: MaskStyle) -> String {
     }
 }
 
+/// Rules for unit tests: each path labelled by itself, category `contact`.
+#[cfg(test)]
+pub(crate) fn test_rules(spec: &[(&str, Action)]) -> RuleSet {
+    let mut set = RuleSet::default();
+    for (path, action) in spec {
+        set.paths.push(JsonPath::parse(path).unwrap());
+        set.fields.push(FieldRule {
+            label: Arc::from(*path),
+            category: Arc::from("contact"),
+            action: action.clone(),
+        });
+    }
+    set
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

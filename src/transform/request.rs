@@ -207,7 +207,7 @@ fn splice(body: &[u8], edits: &[Edit]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::{FieldRule, JsonPath, MaskStyle};
+    use crate::transform::MaskStyle;
     use std::sync::Arc;
 
     const LIMITS: Limits = Limits {
@@ -215,18 +215,7 @@ mod tests {
         max_nodes: 100_000,
     };
 
-    fn rules(spec: &[(&str, Action)]) -> RuleSet {
-        let mut set = RuleSet::default();
-        for (path, action) in spec {
-            set.paths.push(JsonPath::parse(path).unwrap());
-            set.fields.push(FieldRule {
-                label: Arc::from(*path),
-                category: Arc::from("contact"),
-                action: action.clone(),
-            });
-        }
-        set
-    }
+    use crate::transform::test_rules as rules;
 
     fn keyring() -> Keyring {
         Keyring::generate().unwrap()

@@ -1,0 +1,213 @@
+//! Scanner tests: selection, strictness, and a differential check against serde_json.
+
+use super::*;
+
+const LIMITS: Limits = Limits {
+    max_depth: 64,
+    max_nodes: 10_000,
+};
+
+fn never(_: &str) -> bool {
+    false
+}
+
+fn ours(s: &str) -> bool {
+    s.starts_with("tk1.")
+}
+
+fn hits(body: &str, paths: &[&str]) -> Vec<String> {
+    let rules: Vec<JsonPath> = paths.iter().map(|p| JsonPath::parse(p).unwrap()).collect();
+    let scan = scan(body.as_bytes(), Mode::Request(&rules), LIMITS, never).unwrap();
+    scan.hits
+        .iter()
+        .map(|h| format!("{}:{}", h.rule, &body[h.start..h.end]))
+        .collect()
+}
+
+/// A rule that keeps every member on a configured path, so every check applies.
+fn err(body: &[u8]) -> ScanError {
+    let everywhere = [JsonPath::parse("$..*").unwrap()];
+    scan(body, Mode::Request(&everywhere), LIMITS, ours).unwrap_err()
+}
+
+/// Parser differential guard: on strings and small documents built from the bytes
+/// that matter (quotes, backslashes, escapes, control bytes, multi-byte UTF-8), the
+/// scanner accepts exactly what serde_json accepts.
+#[test]
+fn accepts_exactly_what_serde_json_accepts() {
+    use rand::{Rng, SeedableRng};
+    let pieces: [&[u8]; 17] = [
+        b"a",
+        b"Z9",
+        "é".as_bytes(),
+        "😀".as_bytes(),
+        b"\"",
+        b"\\",
+        b"\\n",
+        b"\\u0041",
+        b"\\ud83d\\ude00",
+        b"\\ud800",
+        b"\\udc00",
+        b"\\x",
+        b"\n",
+        b"\x1f",
+        b"\x7f",
+        b" ",
+        b"tk",
+    ];
+    let shapes: [&[u8]; 6] = [
+        b"\"S\"",
+        b"[\"S\",1]",
+        b"{\"S\":\"S\"}",
+        b"{\"k\":[\"S\",{\"S\":null}]}",
+        b"\"S",
+        b"[\"S\"]x",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    // On a configured path everywhere, and nowhere (the lean validation of values no
+    // rule can reach): both must agree with serde_json.
+    let everywhere = [JsonPath::parse("$..*").unwrap()];
+    let nowhere = [JsonPath::parse("$.no_such_member").unwrap()];
+    for n in 0..40_000 {
+        let rules: &[JsonPath] = if n % 2 == 0 { &everywhere } else { &nowhere };
+        let mut text = Vec::new();
+        for _ in 0..rng.gen_range(0..24) {
+            text.extend_from_slice(pieces[rng.gen_range(0..pieces.len())]);
+        }
+        let shape = shapes[rng.gen_range(0..shapes.len())];
+        let mut body = Vec::new();
+        for &c in shape {
+            if c == b'S' {
+                body.extend_from_slice(&text);
+            } else {
+                body.push(c);
+            }
+        }
+        let ours = scan(&body, Mode::Request(rules), LIMITS, never);
+        let theirs = serde_json::from_slice::<serde_json::Value>(&body);
+        let dup = matches!(ours, Err(ScanError::DuplicateMember(_)));
+        if !dup {
+            assert_eq!(
+                ours.is_ok(),
+                theirs.is_ok(),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+}
+
+#[test]
+fn duplicates_matter_only_on_a_configured_path() {
+    let rules = [JsonPath::parse("$.customer.email").unwrap()];
+    let scan_with = |body: &[u8]| scan(body, Mode::Request(&rules), LIMITS, ours);
+    assert!(scan_with(br#"{"customer":{"email":"a","email":"b"}}"#).is_err());
+    assert!(scan_with(br#"{"customer":{"x":1},"customer":{"email":"b"}}"#).is_err());
+    assert!(scan_with(br#"{"items":[{"sku":1,"sku":2}]}"#).is_ok());
+}
+
+#[test]
+fn selects_by_name_index_wildcard_and_descendant() {
+    let body = r#"{"email":"a@x","items":[{"email":"b"},{"email":"c","n":1.50}],"deep":{"x":{"email":null}}}"#;
+    assert_eq!(hits(body, &["$.email"]), vec!["0:\"a@x\""]);
+    assert_eq!(
+        hits(body, &["$.items[*].email"]),
+        vec!["0:\"b\"", "0:\"c\""]
+    );
+    assert_eq!(hits(body, &["$.items[1].n"]), vec!["0:1.50"]);
+    assert_eq!(hits(body, &["$..email"]).len(), 4);
+    assert_eq!(hits(body, &["$.deep"]), vec![r#"0:{"x":{"email":null}}"#]);
+    assert_eq!(hits(r#"{"em\u0061il":"a"}"#, &["$.email"]), vec!["0:\"a\""]);
+}
+
+#[test]
+fn refuses_what_a_backend_might_read_differently() {
+    assert_eq!(err(br#"{"a":1,"a":2}"#), ScanError::DuplicateMember(7));
+    assert!(matches!(
+        err(br#"{"a":1,"\u0061":2}"#),
+        ScanError::DuplicateMember(_)
+    ));
+    assert_eq!(err(b"\xEF\xBB\xBF{}"), ScanError::Bom);
+    assert_eq!(err(b"{\"a\":\"\xff\"}"), ScanError::InvalidUtf8);
+    assert!(matches!(
+        err(br#"{"a":"\ud800"}"#),
+        ScanError::LoneSurrogate(_)
+    ));
+    assert!(matches!(
+        err(br#"{"a":"\udc00"}"#),
+        ScanError::LoneSurrogate(_)
+    ));
+    assert!(matches!(err(br#"{} {}"#), ScanError::TrailingData(_)));
+    assert!(matches!(
+        err(br#"{"a":01}"#),
+        ScanError::TrailingData(_) | ScanError::Malformed(_)
+    ));
+    for bad in [
+        &b"{"[..],
+        b"{\"a\"}",
+        b"[1,]",
+        b"{\"a\":1,}",
+        b"\"a\nb\"",
+        b"nul",
+        b"1.",
+        b"-",
+        b"",
+        b"{'a':1}",
+    ] {
+        assert!(
+            matches!(err(bad), ScanError::Malformed(_)),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    assert!(matches!(
+        err(br#"{"a":"tk1.1.rs.abcdefgh.xyz"}"#),
+        ScanError::OurCiphertext(_)
+    ));
+    assert!(matches!(
+        err(br#"["tk1\u002e1"]"#),
+        ScanError::OurCiphertext(_)
+    ));
+    let deep = "[".repeat(65) + &"]".repeat(65);
+    assert_eq!(err(deep.as_bytes()), ScanError::TooDeep);
+    let many = format!("[{}0]", "0,".repeat(10_000));
+    assert_eq!(err(many.as_bytes()), ScanError::TooManyNodes);
+}
+
+#[test]
+fn duplicate_detection_scales_past_the_linear_window() {
+    let mut body = String::from("{");
+    for i in 0..40 {
+        body.push_str(&format!("\"k{i}\":{i},"));
+    }
+    body.push_str("\"k3\":0}");
+    assert!(matches!(
+        err(body.as_bytes()),
+        ScanError::DuplicateMember(_)
+    ));
+}
+
+#[test]
+fn records_commas_for_drop() {
+    let rules = vec![JsonPath::parse("$.b").unwrap()];
+    let body = br#"{"a":1, "b":2 ,"c":3}"#;
+    let s = scan(body, Mode::Request(&rules), LIMITS, never).unwrap();
+    let slot = s.hits[0].slot;
+    assert_eq!(slot.comma_before, Some(6));
+    assert_eq!(slot.comma_after, Some(14));
+}
+
+#[test]
+fn response_mode_finds_tokens_with_their_member_names() {
+    let body = br#"[{"email":"tk1.x"},"tk1.y",{"n":"plain"}]"#;
+    let s = scan(body, Mode::Response, LIMITS, ours).unwrap();
+    assert_eq!(s.tokens.len(), 2);
+    let (ks, ke, _) = s.tokens[0].key.unwrap();
+    assert_eq!(&body[ks..ke], b"email");
+    assert!(s.tokens[1].key.is_none());
+}
+
+#[test]
+fn unescape_decodes_pairs() {
+    assert_eq!(unescape(r#"a\u00e9\ud83d\ude00\n\/"#), "aé😀\n/");
+}
