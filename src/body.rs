@@ -54,3 +54,44 @@ where
 {
     b.map_err(|e| BodyError(e.into())).boxed_unsync()
 }
+
+/// A body made of pieces sent in order (a spliced body: slices of the original and new
+/// values), with its exact length known up front.
+pub fn chunks(pieces: Vec<Bytes>) -> Body {
+    let len = pieces.iter().map(|p| p.len() as u64).sum();
+    Chunks {
+        pieces: pieces.into(),
+        len,
+    }
+    .map_err(|never| match never {})
+    .boxed_unsync()
+}
+
+struct Chunks {
+    pieces: std::collections::VecDeque<Bytes>,
+    len: u64,
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = self.pieces.pop_front();
+        if let Some(piece) = &next {
+            self.len -= piece.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|p| Ok(http_body::Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.len)
+    }
+}

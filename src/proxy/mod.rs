@@ -178,12 +178,12 @@ impl Proxy {
                 .await?
             {
                 Rewritten::Kept(body) => body,
-                Rewritten::New(bytes) => {
+                Rewritten::New { chunks, len } => {
                     // The splice changed the length: say the new one.
                     parts
                         .headers
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                    body::full(bytes)
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                    body::chunks(chunks)
                 }
             },
             None => body,
@@ -281,8 +281,15 @@ impl Proxy {
         ex.bytes_in = bytes.len() as u64;
         let started = Instant::now();
         let out = match kind {
-            BodyKind::Form => form::transform_form(&bytes, &route.rules, &snap.keyring),
-            _ => request::transform_json(&bytes, &route.rules, &snap.keyring, limits.json),
+            BodyKind::Form => form::transform_form(&bytes, &route.rules, &snap.keyring).map(|t| {
+                request::Chunked {
+                    len: t.body.len(),
+                    chunks: vec![Bytes::from(t.body)],
+                    counts: t.counts,
+                    uncovered: t.uncovered,
+                }
+            }),
+            _ => request::transform_json_chunked(&bytes, &route.rules, &snap.keyring, limits.json),
         }
         .map_err(ProxyError::Body)?;
         ex.transform_time += started.elapsed();
@@ -290,7 +297,10 @@ impl Proxy {
         ex.uncovered.extend(out.uncovered);
         ex.uncovered.sort_unstable();
         ex.uncovered.dedup();
-        Ok(Rewritten::New(Bytes::from(out.body)))
+        Ok(Rewritten::New {
+            chunks: out.chunks,
+            len: out.len,
+        })
     }
 
     async fn open_response(
@@ -384,8 +394,13 @@ fn finish_response(
 enum Rewritten {
     /// Forwarded as it came (nothing to read).
     Kept(Body),
-    /// Buffered and rewritten.
-    New(Bytes),
+    /// Buffered and rewritten: pieces in order (slices of the original and new values).
+    New {
+        /// The pieces.
+        chunks: Vec<Bytes>,
+        /// Their total length.
+        len: usize,
+    },
 }
 
 fn upstream_uri(config: &Config, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {

@@ -54,6 +54,71 @@ pub fn transform_json(
     keyring: &Keyring,
     limits: Limits,
 ) -> Result<Transformed, TransformError> {
+    let plan = plan(body, rules, keyring, limits)?;
+    Ok(Transformed {
+        body: splice(body, &plan.edits),
+        counts: plan.counts,
+        uncovered: plan.uncovered,
+    })
+}
+
+/// A transformed body as pieces: slices of the original (no copy) and new values,
+/// in order. What the proxy sends, so a large body is not copied once more.
+pub struct Chunked {
+    /// The pieces, in order; together the new body.
+    pub chunks: Vec<bytes::Bytes>,
+    /// Their total length.
+    pub len: usize,
+    /// Per rule, values transformed.
+    pub counts: Vec<u32>,
+    /// Detectors that found sensitive-looking values no rule selected.
+    pub uncovered: Vec<Detector>,
+}
+
+/// Applies `rules` to the JSON `body`, sharing its unchanged bytes.
+pub fn transform_json_chunked(
+    body: &bytes::Bytes,
+    rules: &RuleSet,
+    keyring: &Keyring,
+    limits: Limits,
+) -> Result<Chunked, TransformError> {
+    let plan = plan(body, rules, keyring, limits)?;
+    let mut chunks = Vec::with_capacity(plan.edits.len() * 2 + 1);
+    let mut at = 0;
+    for e in plan.edits {
+        if e.start > at {
+            chunks.push(body.slice(at..e.start));
+        }
+        if !e.with.is_empty() {
+            chunks.push(bytes::Bytes::from(e.with));
+        }
+        at = e.end;
+    }
+    if at < body.len() {
+        chunks.push(body.slice(at..));
+    }
+    let len = chunks.iter().map(bytes::Bytes::len).sum();
+    Ok(Chunked {
+        chunks,
+        len,
+        counts: plan.counts,
+        uncovered: plan.uncovered,
+    })
+}
+
+/// What to change in a body, and what it counted.
+struct Plan {
+    edits: Vec<Edit>,
+    counts: Vec<u32>,
+    uncovered: Vec<Detector>,
+}
+
+fn plan(
+    body: &[u8],
+    rules: &RuleSet,
+    keyring: &Keyring,
+    limits: Limits,
+) -> Result<Plan, TransformError> {
     let scan = scan::scan(body, scan::Mode::Request(&rules.paths), limits, is_ours)
         .map_err(TransformError::Scan)?;
     let mut hits = scan.hits;
@@ -86,8 +151,8 @@ pub fn transform_json(
         edits.push(edit);
     }
     let uncovered = uncovered(&scan.findings, &hits);
-    Ok(Transformed {
-        body: splice(body, &edits),
+    Ok(Plan {
+        edits,
         counts,
         uncovered,
     })
@@ -302,6 +367,27 @@ mod tests {
         ]);
         let out = transform_json(body, &set, &keyring(), LIMITS).unwrap();
         assert!(out.uncovered.is_empty());
+    }
+
+    #[test]
+    fn chunked_output_equals_the_spliced_body() {
+        let kr = keyring();
+        let set = rules(&[
+            ("$.a", Action::Drop),
+            ("$.b", Action::Redact(Arc::from("0"))),
+            ("$.c", Action::Hash),
+        ]);
+        let body = bytes::Bytes::from_static(br#"{"a":1, "b":{"x":2}, "c":"v", "d":[1,2]}"#);
+        let whole = transform_json(&body, &set, &kr, LIMITS).unwrap();
+        let chunked = transform_json_chunked(&body, &set, &kr, LIMITS).unwrap();
+        let joined: Vec<u8> = chunked
+            .chunks
+            .iter()
+            .flat_map(|c| c.iter().copied())
+            .collect();
+        assert_eq!(joined, whole.body);
+        assert_eq!(chunked.len, whole.body.len());
+        assert_eq!(chunked.counts, whole.counts);
     }
 
     #[test]
