@@ -69,6 +69,21 @@ pub fn assessment(c: &Config) -> String {
             "  route {} ({methods} {})\n",
             r.name, r.template.text
         ));
+        if let Some(allowed) = &r.reveal_to {
+            let others = match r.conceal {
+                crate::route::Conceal::Marker => "the marker",
+                crate::route::Conceal::Ciphertext => "the stored ciphertext",
+            };
+            let names: Vec<&str> = allowed.iter().map(|a| &**a).collect();
+            out.push_str(&format!(
+                "    plaintext back only to callers: {}; every other caller gets {others}\n",
+                if names.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
         if r.rules.fields.is_empty() {
             out.push_str("    no field rules: bodies pass through unchanged\n");
             warnings.push(format!(
