@@ -84,12 +84,14 @@ pub fn assessment(c: &Config) -> String {
                 }
             ));
         }
-        if r.rules.fields.is_empty() {
+        if !r.has_rules() {
             out.push_str("    no field rules: bodies pass through unchanged\n");
             warnings.push(format!(
                 "route {} has no field rules: anything it carries reaches the backend in plaintext",
                 r.name
             ));
+        } else if r.rules.fields.is_empty() {
+            out.push_str("    query rules only: bodies pass through unchanged\n");
         }
         for (f, p) in r.rules.fields.iter().zip(&r.rules.paths) {
             out.push_str(&format!(
