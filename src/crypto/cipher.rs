@@ -102,6 +102,7 @@ impl KeyVersion {
         &self,
         mode: Mode,
         label: &str,
+        record: Option<&[u8]>,
         value_type: ValueType,
         plaintext: &[u8],
         fixed_nonce: Option<[u8; NONCE_LEN]>,
@@ -114,7 +115,7 @@ impl KeyVersion {
             label,
             1 + (sealed_len * 4).div_ceil(3),
         );
-        let ad = associated_data(&token, label);
+        let ad = associated_data(&token, label, record);
         let nonce = match (mode, fixed_nonce) {
             (Mode::Deterministic, _) => self.derived_nonce(&ad, plaintext),
             (Mode::Random, Some(nonce)) => nonce,
@@ -142,6 +143,7 @@ impl KeyVersion {
     pub(crate) fn open(
         &self,
         label: &str,
+        record: Option<&[u8]>,
         token: &TokenHeader<'_>,
     ) -> Result<(ValueType, Zeroizing<Vec<u8>>), OpenError> {
         let mut buf = Zeroizing::new(Vec::with_capacity(token.body.len() * 3 / 4 + 3));
@@ -159,7 +161,7 @@ impl KeyVersion {
         // Decrypt in place at the front of the same zeroizing buffer.
         buf.copy_within(NONCE_LEN..len - TAG_LEN, 0);
         buf.truncate(len - NONCE_LEN - TAG_LEN);
-        let ad = associated_data(token.header, label);
+        let ad = associated_data(token.header, label, record);
         self.cipher
             .decrypt_in_place_detached(
                 Nonce::from_slice(&nonce),

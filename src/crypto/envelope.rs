@@ -268,11 +268,18 @@ pub(crate) fn build_header(
 }
 
 /// Associated data: header bytes || 0x00 || label bytes.
-pub(crate) fn associated_data(header: &str, label: &str) -> Vec<u8> {
-    let mut ad = Vec::with_capacity(header.len() + 1 + label.len());
+pub(crate) fn associated_data(header: &str, label: &str, record: Option<&[u8]>) -> Vec<u8> {
+    let extra = record.map_or(0, |r| r.len() + 1);
+    let mut ad = Vec::with_capacity(header.len() + 1 + label.len() + extra);
     ad.extend_from_slice(header.as_bytes());
     ad.push(0);
     ad.extend_from_slice(label.as_bytes());
+    // A bound value also carries its record key (labels hold no NUL, so this cannot be
+    // confused with a longer label).
+    if let Some(record) = record {
+        ad.push(0);
+        ad.extend_from_slice(record);
+    }
     ad
 }
 

@@ -116,7 +116,34 @@ impl Keyring {
         value_type: ValueType,
         plaintext: &[u8],
     ) -> Result<String, CryptoError> {
-        self.keys[self.active].seal(mode, label, value_type, plaintext, None)
+        self.keys[self.active].seal(mode, label, None, value_type, plaintext, None)
+    }
+
+    /// Like [`Keyring::seal`], bound also to a record key (`record`): the token then
+    /// opens only with the same label and the same record key, so it cannot be moved to
+    /// another record of the same field.
+    pub fn seal_bound(
+        &self,
+        mode: Mode,
+        label: &str,
+        record: Option<&[u8]>,
+        value_type: ValueType,
+        plaintext: &[u8],
+    ) -> Result<String, CryptoError> {
+        self.keys[self.active].seal(mode, label, record, value_type, plaintext, None)
+    }
+
+    /// Opens a token sealed by [`Keyring::seal_bound`] (or, with `None`, by `seal`).
+    pub fn open_bound(
+        &self,
+        label: &str,
+        record: Option<&[u8]>,
+        token: &str,
+    ) -> Result<(ValueType, Zeroizing<Vec<u8>>), OpenError> {
+        let parsed = parse_token(token).ok_or(OpenError::Malformed)?;
+        self.key(parsed.key_id)
+            .ok_or(OpenError::UnknownKey)?
+            .open(label, record, &parsed)
     }
 
     /// Opens a token sealed under `label`: its original JSON type and the plaintext bytes
@@ -139,7 +166,7 @@ impl Keyring {
     ) -> Result<(ValueType, Zeroizing<Vec<u8>>), OpenError> {
         self.key(token.key_id)
             .ok_or(OpenError::UnknownKey)?
-            .open(label, token)
+            .open(label, None, token)
     }
 
     /// The pseudonym of a value (action `hash`): `tkp1.` + 22 base64url characters.
@@ -176,7 +203,7 @@ impl Keyring {
         nonce: Option<[u8; 12]>,
     ) -> Result<String, CryptoError> {
         let key = self.key(key_id).ok_or(CryptoError::Encrypt)?;
-        key.seal(mode, label, value_type, plaintext, nonce)
+        key.seal(mode, label, None, value_type, plaintext, nonce)
     }
 }
 

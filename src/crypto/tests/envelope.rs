@@ -360,3 +360,27 @@ fn seal_and_open_speed() {
         println!("{mode:?}: seal {seal:?}, open {:?}", start.elapsed() / n);
     }
 }
+
+#[test]
+fn a_bound_token_opens_only_with_its_record_key() {
+    let keyring = fixture();
+    for mode in [Mode::Random, Mode::Deterministic] {
+        let token = keyring
+            .seal_bound(mode, LABEL, Some(b"17"), ValueType::String, EMAIL)
+            .unwrap();
+        let (_, plain) = keyring.open_bound(LABEL, Some(b"17"), &token).unwrap();
+        assert_eq!(&plain[..], EMAIL);
+        for other in [Some(&b"18"[..]), Some(&b""[..]), None] {
+            assert_eq!(
+                keyring.open_bound(LABEL, other, &token).err(),
+                Some(OpenError::Tampered)
+            );
+        }
+        let unbound = keyring.seal(mode, LABEL, ValueType::String, EMAIL).unwrap();
+        assert_eq!(
+            keyring.open_bound(LABEL, Some(b"17"), &unbound).err(),
+            Some(OpenError::Tampered)
+        );
+        assert!(keyring.open_bound(LABEL, None, &unbound).is_ok());
+    }
+}
