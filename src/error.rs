@@ -68,6 +68,7 @@ impl ProxyError {
                 | ScanError::TrailingData(_) => StatusCode::BAD_REQUEST,
             },
             ProxyError::Body(TransformError::Crypto(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Body(TransformError::MissingRecordKey) => StatusCode::BAD_REQUEST,
             ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UnsupportedMediaType | ProxyError::UnsupportedEncoding => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE

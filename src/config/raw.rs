@@ -118,4 +118,5 @@ pub struct RawField {
     pub replacement: Option<Spanned<toml::Value>>,
     pub keep_last: Option<Spanned<i64>>,
     pub mask: Option<S>,
+    pub bind: Option<S>,
 }

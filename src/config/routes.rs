@@ -135,6 +135,18 @@ fn rule_set(
                 format!("label tag collides with label `{other}`: rename one"),
             );
         }
+        if let Some(member) = &rule.bind {
+            if let Some(other) = labels.bind(&rule.label, member) {
+                d.at(
+                    f.bind.as_ref().map(|b| b.span()),
+                    format!("{key}[{j}].bind"),
+                    format!(
+                        "label `{}` is already bound to member `{other}`",
+                        rule.label
+                    ),
+                );
+            }
+        }
         rules.paths.push(path);
         rules.fields.push(rule);
     }
@@ -160,10 +172,29 @@ fn field(d: &mut Diag<'_>, f: &RawField, key: &str) -> Option<(JsonPath, FieldRu
             "a label is a non-empty printable name",
         );
     }
+    let action = action?;
+    let bind = f.bind.as_ref().and_then(|b| {
+        let seals = matches!(action, Action::Encrypt | Action::EncryptDeterministic);
+        let problem = if !seals {
+            Some("`bind` applies to encrypt and encrypt-deterministic only")
+        } else if b.get_ref().is_empty() {
+            Some("`bind` names the sibling member that holds the record key, e.g. \"id\"")
+        } else {
+            None
+        };
+        match problem {
+            Some(m) => {
+                d.at(Some(b.span()), format!("{key}.bind"), m);
+                None
+            }
+            None => Some(Arc::from(b.get_ref().as_str())),
+        }
+    });
     let rule = FieldRule {
         label: Arc::from(label),
         category: Arc::from(category?),
-        action: action?,
+        action,
+        bind,
     };
     Some((path?, rule))
 }

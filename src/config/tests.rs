@@ -128,3 +128,29 @@ fn refuses_https_upstreams_and_bad_addresses() {
     let e = compile_text(&text).unwrap_err();
     assert_eq!(e.0.len(), 2, "{e}");
 }
+
+#[test]
+fn bind_applies_to_sealing_rules_and_one_member_per_label() {
+    let text = GOOD
+        .replace("  keep_last = 4", "  keep_last = 4\n  bind = \"id\"")
+        .replace(
+            "action = \"encrypt-deterministic\"",
+            "action = \"encrypt-deterministic\"\n  bind = \"id\"",
+        );
+    let e = compile_text(&text).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "route[0].field[1].bind: `bind` applies to encrypt and encrypt-deterministic only"
+        ),
+        "{e}"
+    );
+    let ok = GOOD.replace(
+        "action = \"encrypt-deterministic\"",
+        "action = \"encrypt-deterministic\"\n  bind = \"id\"",
+    );
+    let c = compile_text(&ok).unwrap();
+    assert_eq!(
+        c.labels.bound_to("customer.email").map(|m| &**m),
+        Some("id")
+    );
+}

@@ -272,6 +272,7 @@ pub fn outcome(e: ProxyError) -> Outcome {
     match e {
         ProxyError::BadPath(_) => refused(RefuseReason::AmbiguousPath),
         ProxyError::Body(TransformError::Crypto(_)) => refused(RefuseReason::CryptoFailure),
+        ProxyError::Body(TransformError::MissingRecordKey) => refused(RefuseReason::Malformed),
         ProxyError::Body(TransformError::Scan(s)) => refused(match s {
             ScanError::DuplicateMember(_) => RefuseReason::DuplicateMember,
             ScanError::TooDeep => RefuseReason::TooDeep,

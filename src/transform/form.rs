@@ -17,6 +17,7 @@ pub fn transform_form(
 ) -> Result<Transformed, TransformError> {
     let mut counts = vec![0u32; rules.fields.len()];
     let mut uncovered = Vec::new();
+    let records = record_keys(body, &rules.record_names());
     let mut out = Vec::with_capacity(body.len() + body.len() / 2);
     let mut first = true;
     let mut offset = 0;
@@ -59,8 +60,24 @@ pub fn transform_form(
                             Action::Encrypt => crate::crypto::Mode::Random,
                             _ => crate::crypto::Mode::Deterministic,
                         };
+                        let record = match &field.bind {
+                            None => None,
+                            Some(member) => Some(
+                                records
+                                    .iter()
+                                    .find(|(k, _)| k == &**member)
+                                    .map(|(_, v)| v.as_bytes())
+                                    .ok_or(TransformError::MissingRecordKey)?,
+                            ),
+                        };
                         let token = keyring
-                            .seal(mode, &field.label, ValueType::String, value.as_bytes())
+                            .seal_bound(
+                                mode,
+                                &field.label,
+                                record,
+                                ValueType::String,
+                                value.as_bytes(),
+                            )
                             .map_err(TransformError::Crypto)?;
                         Some(token)
                     }
@@ -91,6 +108,26 @@ pub fn transform_form(
         counts,
         uncovered,
     })
+}
+
+/// The first value of each record-key name in a form (bound rules seal with it).
+fn record_keys(body: &[u8], names: &[&str]) -> Vec<(String, String)> {
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let mut found: Vec<(String, String)> = Vec::new();
+    for pair in body.split(|&b| b == b'&') {
+        let (k, v) = match memchr::memchr(b'=', pair) {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &b""[..]),
+        };
+        if let (Some(k), Some(v)) = (decode(k), decode(v)) {
+            if names.contains(&k.as_str()) && !found.iter().any(|(f, _)| *f == k) {
+                found.push((k, v));
+            }
+        }
+    }
+    found
 }
 
 /// A redaction's JSON replacement as form text: strings unquoted, null empty.

@@ -76,6 +76,8 @@ pub struct FieldRule {
     pub category: Arc<str>,
     /// What to do.
     pub action: Action,
+    /// A sibling member whose value binds the ciphertext to its record (`bind`).
+    pub bind: Option<Arc<str>>,
 }
 
 /// The rules of one route, with their paths in the same order.
@@ -87,6 +89,21 @@ pub struct RuleSet {
     pub paths: Vec<JsonPath>,
 }
 
+impl RuleSet {
+    /// The record-key member names the bound rules of this set need.
+    pub fn record_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for f in &self.fields {
+            if let Some(b) = &f.bind {
+                if !names.contains(&&**b) {
+                    names.push(b);
+                }
+            }
+        }
+        names
+    }
+}
+
 /// Every label of the configuration, so that a ciphertext found anywhere in a response
 /// can be matched to its label, and one sitting in another field's slot noticed.
 #[derive(Debug, Clone, Default)]
@@ -94,6 +111,10 @@ pub struct Labels {
     by_tag: HashMap<String, Arc<str>>,
     /// Member name -> the labels whose sealing rules end in that name.
     slot_owners: HashMap<String, Vec<Arc<str>>>,
+    /// Bound labels -> the sibling member holding the record key.
+    binds: HashMap<Arc<str>, Arc<str>>,
+    /// Every record-key member name, for the scanner.
+    record_names: Vec<Arc<str>>,
 }
 
 impl Labels {
@@ -120,6 +141,29 @@ impl Labels {
             }
         }
         None
+    }
+
+    /// Binds `label` to the record key in sibling member `member`; returns the other
+    /// member already bound to this label, if it differs.
+    pub fn bind(&mut self, label: &Arc<str>, member: &Arc<str>) -> Option<Arc<str>> {
+        if let Some(existing) = self.binds.get(label) {
+            return (existing != member).then(|| existing.clone());
+        }
+        self.binds.insert(label.clone(), member.clone());
+        if !self.record_names.contains(member) {
+            self.record_names.push(member.clone());
+        }
+        None
+    }
+
+    /// The member holding `label`'s record key, when the label is bound.
+    pub fn bound_to(&self, label: &str) -> Option<&Arc<str>> {
+        self.binds.get(label)
+    }
+
+    /// Every record-key member name.
+    pub fn record_names(&self) -> Vec<&str> {
+        self.record_names.iter().map(|n| &**n).collect()
     }
 
     /// The label a token's tag names.
@@ -175,6 +219,7 @@ pub(crate) fn test_rules(spec: &[(&str, Action)]) -> RuleSet {
             label: Arc::from(*path),
             category: Arc::from("contact"),
             action: action.clone(),
+            bind: None,
         });
     }
     set

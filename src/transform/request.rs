@@ -18,6 +18,9 @@ pub enum TransformError {
     /// Sealing failed (randomness, cipher).
     #[error("sealing failed: {}", .0.reason())]
     Crypto(CryptoError),
+    /// A value bound to its record has no record key beside it.
+    #[error("bound value without its record key")]
+    MissingRecordKey,
 }
 
 impl TransformError {
@@ -26,6 +29,7 @@ impl TransformError {
         match self {
             TransformError::Scan(e) => e.reason(),
             TransformError::Crypto(e) => e.reason(),
+            TransformError::MissingRecordKey => "missing_record_key",
         }
     }
 }
@@ -119,8 +123,15 @@ fn plan(
     keyring: &Keyring,
     limits: Limits,
 ) -> Result<Plan, TransformError> {
-    let scan = scan::scan(body, scan::Mode::Request(&rules.paths), limits, is_ours)
-        .map_err(TransformError::Scan)?;
+    let record_names = rules.record_names();
+    let scan = scan::scan_keyed(
+        body,
+        scan::Mode::Request(&rules.paths),
+        &record_names,
+        limits,
+        is_ours,
+    )
+    .map_err(TransformError::Scan)?;
     let mut hits = scan.hits;
     // Document order; on the same span the earlier rule wins; an enclosing selection
     // wins over anything inside it.
@@ -143,7 +154,22 @@ fn plan(
             None => Edit {
                 start: hit.start,
                 end: hit.end,
-                with: replacement(body, hit, rule, keyring)?,
+                with: {
+                    let record = match &rule.bind {
+                        None => None,
+                        Some(member) => Some(
+                            record_key(
+                                body,
+                                &scan.record_keys,
+                                &record_names,
+                                member,
+                                hit.slot.container,
+                            )
+                            .ok_or(TransformError::MissingRecordKey)?,
+                        ),
+                    };
+                    replacement(body, hit, rule, record.as_deref(), keyring)?
+                },
             },
         };
         covered_to = hit.end;
@@ -216,10 +242,36 @@ pub(super) fn plaintext<'a>(body: &'a [u8], hit: &Hit) -> std::borrow::Cow<'a, [
     }
 }
 
+/// The record key a bound value carries: the value of sibling member `member` in the
+/// object `container` (a string's content, or any other value's JSON text).
+pub(super) fn record_key(
+    body: &[u8],
+    keys: &[scan::RecordKey],
+    names: &[&str],
+    member: &str,
+    container: u32,
+) -> Option<Vec<u8>> {
+    let name = names.iter().position(|n| *n == member)?;
+    let rk = keys
+        .iter()
+        .find(|k| k.container == container && k.name == name)?;
+    let raw = &body[rk.start..rk.end];
+    Some(match raw.first() {
+        Some(b'"') => {
+            let escaped = memchr::memchr(b'\\', raw).is_some();
+            content_str(&raw[1..raw.len() - 1], escaped)
+                .as_bytes()
+                .to_vec()
+        }
+        _ => raw.to_vec(),
+    })
+}
+
 fn replacement(
     body: &[u8],
     hit: &Hit,
     rule: &super::FieldRule,
+    record: Option<&[u8]>,
     keyring: &Keyring,
 ) -> Result<Vec<u8>, TransformError> {
     let value = plaintext(body, hit);
@@ -230,7 +282,7 @@ fn replacement(
                 .seal_mode()
                 .unwrap_or(crate::crypto::Mode::Random);
             let token = keyring
-                .seal(mode, &rule.label, hit.value_type, &value)
+                .seal_bound(mode, &rule.label, record, hit.value_type, &value)
                 .map_err(TransformError::Crypto)?;
             quoted(&token)
         }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::request::{json_string, quoted};
+use super::request::{json_string, quoted, record_key};
 use super::scan::{self, content_str, Limits, ScanError};
 use super::{is_ours, Labels};
 use crate::crypto::{self, Keyring, ValueType, MARKER};
@@ -37,7 +37,8 @@ pub fn open_json(
     {
         return Ok(Opened::default());
     }
-    let found = scan::scan(body, scan::Mode::Response, limits, is_ours)?;
+    let names = labels.record_names();
+    let found = scan::scan_keyed(body, scan::Mode::Response, &names, limits, is_ours)?;
     if found.tokens.is_empty() {
         return Ok(Opened::default());
     }
@@ -50,7 +51,9 @@ pub fn open_json(
         at = t.end;
         let text = content_str(&body[t.start + 1..t.end - 1], t.escaped);
         let member = t.key.map(|(s, e, esc)| content_str(&body[s..e], esc));
-        match open_one(&text, member.as_deref(), labels, keyring) {
+        let record =
+            |member: &str| record_key(body, &found.record_keys, &names, member, t.container);
+        match open_one(&text, member.as_deref(), record, labels, keyring) {
             Ok((label, bytes)) => {
                 out.extend_from_slice(&bytes);
                 match opened.iter_mut().find(|(l, _)| *l == label) {
@@ -101,6 +104,7 @@ pub fn conceal_json(body: &[u8], limits: Limits) -> Result<(Option<Vec<u8>>, u32
 fn open_one(
     token: &str,
     member: Option<&str>,
+    record: impl Fn(&str) -> Option<Vec<u8>>,
     labels: &Labels,
     keyring: &Keyring,
 ) -> Result<(Arc<str>, Vec<u8>), &'static str> {
@@ -112,7 +116,13 @@ fn open_one(
     if member.is_some_and(|m| !labels.slot_allows(m, label)) {
         return Err("wrong_field");
     }
-    let (value_type, plaintext) = keyring.open(label, token).map_err(|e| e.reason())?;
+    let record = match labels.bound_to(label) {
+        None => None,
+        Some(member) => Some(record(member).ok_or("missing_record_key")?),
+    };
+    let (value_type, plaintext) = keyring
+        .open_bound(label, record.as_deref(), token)
+        .map_err(|e| e.reason())?;
     let json = match value_type {
         ValueType::String => json_string(std::str::from_utf8(&plaintext).map_err(|_| "malformed")?),
         _ => plaintext.to_vec(),

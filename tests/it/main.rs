@@ -4,6 +4,7 @@
 mod support;
 
 mod at_rest;
+mod bind;
 mod callers;
 mod cli;
 mod deploy;

@@ -164,6 +164,7 @@ impl Scanner<'_, '_> {
         start: usize,
         escaped: bool,
         key: Option<(usize, usize, bool)>,
+        container: u32,
     ) -> Result<(), ScanError> {
         let content = &self.b[start + 1..self.i - 1];
         if self.request {
@@ -190,6 +191,7 @@ impl Scanner<'_, '_> {
             end: self.i,
             escaped,
             key,
+            container,
         });
         Ok(())
     }

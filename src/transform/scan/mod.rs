@@ -102,6 +102,21 @@ pub struct TokenAt {
     pub escaped: bool,
     /// Span of the enclosing member's key content (without quotes), if the string is a member value.
     pub key: Option<(usize, usize, bool)>,
+    /// The container it sits in (for its record key, when its label is bound).
+    pub container: u32,
+}
+
+/// A member whose name is one of the record-key names asked for: where its value is.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordKey {
+    /// The object it belongs to.
+    pub container: u32,
+    /// Index into the names asked for.
+    pub name: usize,
+    /// Span of its value.
+    pub start: usize,
+    /// End (exclusive).
+    pub end: usize,
 }
 
 /// Bounds for one scan.
@@ -130,6 +145,8 @@ pub struct Scan {
     pub tokens: Vec<TokenAt>,
     /// Sensitive-looking values (request direction): span start, end, detector.
     pub findings: Vec<(usize, usize, Detector)>,
+    /// Members named like a record key, per object.
+    pub record_keys: Vec<RecordKey>,
 }
 
 /// Scans `body`. `is_ours` tells whether a decoded string is one of our ciphertexts or
@@ -137,6 +154,18 @@ pub struct Scan {
 pub fn scan(
     body: &[u8],
     mode: Mode<'_>,
+    limits: Limits,
+    is_ours: fn(&str) -> bool,
+) -> Result<Scan, ScanError> {
+    scan_keyed(body, mode, &[], limits, is_ours)
+}
+
+/// Like [`scan`], also recording where the members named in `record_names` sit (the
+/// record keys that bound labels need).
+pub fn scan_keyed(
+    body: &[u8],
+    mode: Mode<'_>,
+    record_names: &[&str],
     limits: Limits,
     is_ours: fn(&str) -> bool,
 ) -> Result<Scan, ScanError> {
@@ -154,6 +183,7 @@ pub fn scan(
         b: text.as_bytes(),
         i: 0,
         rules,
+        record_names,
         request,
         limits,
         is_ours,
@@ -188,6 +218,8 @@ struct Scanner<'a, 'r> {
     b: &'a [u8],
     i: usize,
     rules: &'r [JsonPath],
+    /// Member names whose values are record keys of bound labels.
+    record_names: &'r [&'r str],
     request: bool,
     limits: Limits,
     is_ours: fn(&str) -> bool,
@@ -232,7 +264,7 @@ impl<'a> Scanner<'a, '_> {
             }
             Some(b'"') => {
                 escaped = self.string()?;
-                self.check_string(start, escaped, key)?;
+                self.check_string(start, escaped, key, slot.container)?;
                 ValueType::String
             }
             Some(b't') => self.literal(b"true", ValueType::Bool)?,
@@ -317,7 +349,7 @@ impl<'a> Scanner<'a, '_> {
             }
             Some(b'"') => {
                 let escaped = self.string()?;
-                self.check_string(start, escaped, None)?;
+                self.check_string(start, escaped, None, u32::MAX)?;
             }
             Some(b't') => {
                 self.literal(b"true", ValueType::Bool)?;
@@ -418,12 +450,14 @@ impl<'a> Scanner<'a, '_> {
             } else {
                 None
             };
+            let record = self.record_key_index(raw, escaped);
             self.ws();
             if self.b.get(self.i) != Some(&b':') {
                 return self.malformed();
             }
             self.i += 1;
             self.ws();
+            let value_start = self.i;
             let child = match &name {
                 None => (self.states.len(), self.states.len()),
                 Some(name) => self.step(st, Step::Member(name)),
@@ -437,6 +471,14 @@ impl<'a> Scanner<'a, '_> {
             };
             self.value(child, slot, Some((raw.0, raw.1, escaped)))?;
             self.states.truncate(child.0);
+            if let Some(name) = record {
+                self.out.record_keys.push(RecordKey {
+                    container,
+                    name,
+                    start: value_start,
+                    end: self.i,
+                });
+            }
             if let (Some(name), true) = (name, self.request) {
                 self.keys.push(name);
             }
@@ -458,6 +500,20 @@ impl<'a> Scanner<'a, '_> {
         self.keys.truncate(keys_from);
         self.depth -= 1;
         Ok(())
+    }
+
+    /// Which of the record-key names this member has, if any.
+    fn record_key_index(&self, raw: (usize, usize), escaped: bool) -> Option<usize> {
+        if self.record_names.is_empty() {
+            return None;
+        }
+        let text = &self.s[raw.0..raw.1];
+        let name = if escaped {
+            Cow::Owned(unescape(text))
+        } else {
+            Cow::Borrowed(text)
+        };
+        self.record_names.iter().position(|n| *n == name)
     }
 
     // The name is kept as a Cow: the set holds borrowed names where it can.
