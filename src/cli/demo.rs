@@ -104,7 +104,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .admin_addr
             .map_or_else(|| "-".to_owned(), |a| a.to_string());
         print_guide(server.addr, backend.addr, &admin, &db, &dir);
-        tokio::signal::ctrl_c().await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
         server.shutdown().await;
         backend.shutdown().await;
         Ok(ExitCode::SUCCESS)
