@@ -32,7 +32,8 @@ pub struct Server {
     /// The metric families.
     pub metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<bool>,
+    /// The listener task(s); None until one is started.
+    task: Option<JoinHandle<bool>>,
     grace: Duration,
 }
 
@@ -90,12 +91,12 @@ impl Server {
             .context("reading the listener address")?;
         let mut server = Server::prepare(loaded, addr, recorder, grace)?;
         let stopped = stopped(&server.stop);
-        server.task = tokio::spawn(crate::listener::serve(
+        server.task = Some(tokio::spawn(crate::listener::serve(
             listener,
             server.proxy.clone(),
             stopped,
             grace,
-        ));
+        )));
         Ok(server)
     }
 
@@ -134,9 +135,9 @@ impl Server {
                 Err(_) => anyhow::bail!("a worker thread stopped while starting"),
             }
         }
-        server.task = tokio::task::spawn_blocking(move || {
+        server.task = Some(tokio::task::spawn_blocking(move || {
             threads.into_iter().all(|t| t.join().unwrap_or(false))
-        });
+        }));
         Ok(server)
     }
 
@@ -178,7 +179,7 @@ impl Server {
             admin_addr,
             metrics,
             stop,
-            task: tokio::spawn(async { true }),
+            task: None,
             grace,
         })
     }
@@ -196,7 +197,10 @@ impl Server {
     /// Stops accepting, drains, flushes the flow log. Returns whether the drain finished in time.
     pub async fn shutdown(mut self) -> bool {
         let _ = self.stop.send(true);
-        let drained = (&mut self.task).await.unwrap_or(false);
+        let drained = match self.task.take() {
+            Some(task) => task.await.unwrap_or(false),
+            None => true,
+        };
         if let Some(log) = self.proxy.recorder().flowlog() {
             // Every event emitted so far reaches the disk before we return.
             log.flush(self.grace.min(Duration::from_secs(10)));

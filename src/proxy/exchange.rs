@@ -206,12 +206,7 @@ impl Recorder {
                 });
             }
             for (label, count) in &ex.response_opened {
-                let category = route
-                    .rules
-                    .fields
-                    .iter()
-                    .find(|f| f.label == *label)
-                    .map(|f| &f.category);
+                let category = route.category_of(label);
                 ev.fields.push(FieldEvent {
                     label: ConfigStr::shared(label),
                     category: category.map_or(ConfigStr::constant("unknown"), ConfigStr::shared),

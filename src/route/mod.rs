@@ -74,9 +74,7 @@ impl Template {
     }
 
     /// Match score (higher is more specific), or None.
-    fn score(&self, path: &str) -> Option<Vec<u8>> {
-        let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        let parts: &[&str] = if path == "/" { &[""] } else { &parts };
+    fn score(&self, parts: &[&str]) -> Option<Vec<u8>> {
         let mut score = Vec::with_capacity(self.segs.len());
         for (i, seg) in self.segs.iter().enumerate() {
             match seg {
@@ -164,6 +162,15 @@ impl Route {
         self.methods.is_empty() || self.methods.contains(m)
     }
 
+    /// The category of this route's rule with `label`, if it has one.
+    pub fn category_of(&self, label: &str) -> Option<&Arc<str>> {
+        self.rules
+            .fields
+            .iter()
+            .find(|f| &*f.label == label)
+            .map(|f| &f.category)
+    }
+
     /// May `caller` see plaintext in this route's responses?
     pub fn reveals_to(&self, caller: Option<&Arc<str>>) -> bool {
         match &self.reveal_to {
@@ -204,10 +211,16 @@ impl Router {
 
     /// The most specific route for a method and a normalised path.
     pub fn find(&self, method: &Method, path: &str) -> Option<&Arc<Route>> {
+        // Split once for every route: "/" is one empty segment, a trailing slash none.
+        let parts: Vec<&str> = if path == "/" {
+            vec![""]
+        } else {
+            path.trim_end_matches('/').split('/').skip(1).collect()
+        };
         self.routes
             .iter()
             .filter(|r| r.covers(method))
-            .filter_map(|r| r.template.score(path).map(|s| (s, r)))
+            .filter_map(|r| r.template.score(&parts).map(|s| (s, r)))
             .max_by(|a, b| a.0.cmp(&b.0))
             .map(|(_, r)| r)
     }

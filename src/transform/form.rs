@@ -32,10 +32,7 @@ pub fn transform_form(
         if memchr::memchr(b';', pair).is_some() {
             return Err(bad());
         }
-        let (raw_key, raw_value) = match memchr::memchr(b'=', pair) {
-            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-            None => (pair, &b""[..]),
-        };
+        let (raw_key, raw_value) = split_pair(pair);
         let key = decode(raw_key).ok_or_else(bad)?;
         let value = decode(raw_value).ok_or_else(bad)?;
         if is_ours(&value) || is_ours(&key) {
@@ -110,6 +107,14 @@ pub fn transform_form(
     })
 }
 
+/// `key=value` into its raw halves; a pair without `=` has an empty value.
+fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b'=', pair) {
+        Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+        None => (pair, &b""[..]),
+    }
+}
+
 /// The first value of each record-key name in a form (bound rules seal with it).
 fn record_keys(body: &[u8], names: &[&str]) -> Vec<(String, String)> {
     if names.is_empty() {
@@ -117,10 +122,7 @@ fn record_keys(body: &[u8], names: &[&str]) -> Vec<(String, String)> {
     }
     let mut found: Vec<(String, String)> = Vec::new();
     for pair in body.split(|&b| b == b'&') {
-        let (k, v) = match memchr::memchr(b'=', pair) {
-            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-            None => (pair, &b""[..]),
-        };
+        let (k, v) = split_pair(pair);
         if let (Some(k), Some(v)) = (decode(k), decode(v)) {
             if names.contains(&k.as_str()) && !found.iter().any(|(f, _)| *f == k) {
                 found.push((k, v));

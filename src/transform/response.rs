@@ -32,9 +32,7 @@ pub fn open_json(
     limits: Limits,
 ) -> Result<Opened, ScanError> {
     // Cheap pre-check: tokens always contain the prefix literally, or an escape.
-    if memchr::memmem::find(body, crypto::envelope::TOKEN_PREFIX.as_bytes()).is_none()
-        && memchr::memchr(b'\\', body).is_none()
-    {
+    if !may_hold_tokens(body) {
         return Ok(Opened::default());
     }
     let names = labels.record_names();
@@ -80,9 +78,7 @@ pub fn open_json(
 /// of ours was in it) and how many values were concealed. An error means the body is not
 /// JSON; the caller forwards it unchanged (it holds no plaintext of ours).
 pub fn conceal_json(body: &[u8], limits: Limits) -> Result<(Option<Vec<u8>>, u32), ScanError> {
-    if memchr::memmem::find(body, crypto::envelope::TOKEN_PREFIX.as_bytes()).is_none()
-        && memchr::memchr(b'\\', body).is_none()
-    {
+    if !may_hold_tokens(body) {
         return Ok((None, 0));
     }
     let found = scan::scan(body, scan::Mode::Response, limits, is_ours)?;
@@ -98,6 +94,12 @@ pub fn conceal_json(body: &[u8], limits: Limits) -> Result<(Option<Vec<u8>>, u32
     }
     out.extend_from_slice(&body[at..]);
     Ok((Some(out), found.tokens.len() as u32))
+}
+
+/// Cheap pre-check: a token always contains its prefix literally, unless escapes hide it.
+fn may_hold_tokens(body: &[u8]) -> bool {
+    memchr::memmem::find(body, crypto::envelope::TOKEN_PREFIX.as_bytes()).is_some()
+        || memchr::memchr(b'\\', body).is_some()
 }
 
 /// Opens one token to the JSON text of its value.

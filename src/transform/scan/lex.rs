@@ -35,7 +35,19 @@ impl Scanner<'_, '_> {
         self.i - start
     }
 
-    pub(super) fn number(&mut self) -> Result<(), ScanError> {
+    /// A number value starting at `start`: validated, and (request direction) shown to
+    /// the card-number detector.
+    pub(super) fn number_value(&mut self, start: usize) -> Result<(), ScanError> {
+        self.number()?;
+        if self.request {
+            if let Some(found) = detect::in_number(&self.b[start..self.i]) {
+                self.out.findings.push((start, self.i, found));
+            }
+        }
+        Ok(())
+    }
+
+    fn number(&mut self) -> Result<(), ScanError> {
         if self.b[self.i] == b'-' {
             self.i += 1;
         }

@@ -271,12 +271,7 @@ impl<'a> Scanner<'a, '_> {
             Some(b'f') => self.literal(b"false", ValueType::Bool)?,
             Some(b'n') => self.literal(b"null", ValueType::Null)?,
             Some(b'-' | b'0'..=b'9') => {
-                self.number()?;
-                if self.request {
-                    if let Some(found) = detect::in_number(&self.b[start..self.i]) {
-                        self.out.findings.push((start, self.i, found));
-                    }
-                }
+                self.number_value(start)?;
                 ValueType::Number
             }
             _ => return self.malformed(),
@@ -361,10 +356,7 @@ impl<'a> Scanner<'a, '_> {
                 self.literal(b"null", ValueType::Null)?;
             }
             Some(b'-' | b'0'..=b'9') => {
-                self.number()?;
-                if let Some(found) = detect::in_number(&self.b[start..self.i]) {
-                    self.out.findings.push((start, self.i, found));
-                }
+                self.number_value(start)?;
             }
             _ => return self.malformed(),
         }
