@@ -1,32 +1,267 @@
-//! The upstream side: a pooled HTTP/1.1 client, the hop-by-hop header rules of
-//! RFC 9110 §7.6.1, the forwarding headers, and a timeout on the answer head.
+//! The upstream side: a pool of keep-alive HTTP/1.1 connections per listener, the
+//! hop-by-hop header rules of RFC 9110 §7.6.1 and the forwarding headers.
 //! Never logs a header value.
+//!
+//! The pool is ours rather than hyper-util's general client: one listener's exchanges
+//! and its connections stay on one thread, a connection goes back to the pool when the
+//! response body it carried has ended (no task per request to watch for that), and a
+//! request that a pooled connection never sent (the backend closed it while idle) is
+//! sent again on another one.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
 
-use crate::body::Body;
+use crate::body::{self, Body};
 
-/// The pooled client.
-pub type UpstreamClient = Client<HttpConnector, Body>;
+/// Idle connections older than this are closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// At most this many idle connections are kept per listener.
+const MAX_IDLE: usize = 256;
+/// Pooled connections tried for one request before a fresh one is opened.
+const STALE_RETRIES: usize = 3;
 
-/// Builds the pooled client.
-pub fn client(connect_timeout: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(connector)
+/// Why an exchange with the upstream failed.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No connection within the connect timeout, or refused.
+    Connect,
+    /// The connection broke before a complete answer head.
+    Exchange,
 }
 
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// One listener's connections to the upstream.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    pool: Arc<Pool>,
+}
+
+struct Pool {
+    connect_timeout: Duration,
+    idle: Mutex<Idle>,
+}
+
+#[derive(Default)]
+struct Idle {
+    /// Whom the connections below talk to; changes only on a reload.
+    authority: Option<Authority>,
+    /// Bumped when the authority changes, so that connections to the old one that
+    /// come back from an exchange are closed instead of pooled.
+    epoch: u64,
+    /// Most recently used last.
+    conns: Vec<(SendRequest<Body>, Instant)>,
+}
+
+/// Builds a listener's client.
+pub fn client(connect_timeout: Duration) -> UpstreamClient {
+    UpstreamClient {
+        pool: Arc::new(Pool {
+            connect_timeout,
+            idle: Mutex::new(Idle::default()),
+        }),
+    }
+}
+
+impl UpstreamClient {
+    /// Sends `req` (origin-form URI, `Host` set) to `authority`; the answer's body
+    /// returns the connection to the pool once it has been read to its end.
+    pub async fn send(
+        &self,
+        authority: &Authority,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let mut stale = 0;
+        loop {
+            let pooled = if stale < STALE_RETRIES {
+                self.pool.take(authority)
+            } else {
+                None
+            };
+            let reused = pooled.is_some();
+            let (mut sender, epoch) = match pooled {
+                Some(found) => found,
+                None => self.pool.connect(authority).await?,
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let pool = self.pool.clone();
+                    return Ok(resp.map(|incoming| {
+                        body::boxed(Pooled {
+                            incoming,
+                            ended: false,
+                            slot: Some((sender, epoch, pool)),
+                        })
+                    }));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Never written: the backend had closed this idle connection.
+                    Some(back) if reused => {
+                        req = back;
+                        stale += 1;
+                    }
+                    _ => return Err(UpstreamError::Exchange),
+                },
+            }
+        }
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A ready idle connection to `authority`, most recently used first.
+    fn take(&self, authority: &Authority) -> Option<(SendRequest<Body>, u64)> {
+        let mut idle = self.lock();
+        if idle.authority.as_ref() != Some(authority) {
+            idle.conns.clear();
+            idle.authority = Some(authority.clone());
+            idle.epoch += 1;
+            return None;
+        }
+        let mut busy = Vec::new();
+        let mut found = None;
+        while let Some((sender, since)) = idle.conns.pop() {
+            if sender.is_closed() || since.elapsed() > IDLE_TIMEOUT {
+                continue;
+            }
+            if sender.is_ready() {
+                found = Some((sender, idle.epoch));
+                break;
+            }
+            // Still finishing the request body it carried: keep it for later.
+            busy.push((sender, since));
+        }
+        idle.conns.extend(busy.into_iter().rev());
+        found
+    }
+
+    /// Takes back a connection whose answer has been read to its end.
+    fn put(&self, sender: SendRequest<Body>, epoch: u64) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.epoch != epoch {
+            return;
+        }
+        if idle
+            .conns
+            .first()
+            .is_some_and(|(_, since)| since.elapsed() > IDLE_TIMEOUT)
+        {
+            idle.conns.remove(0);
+        }
+        if idle.conns.len() < MAX_IDLE {
+            idle.conns.push((sender, Instant::now()));
+        }
+    }
+
+    async fn connect(
+        &self,
+        authority: &Authority,
+    ) -> Result<(SendRequest<Body>, u64), UpstreamError> {
+        let epoch = {
+            let mut idle = self.lock();
+            if idle.authority.as_ref() != Some(authority) {
+                idle.conns.clear();
+                idle.authority = Some(authority.clone());
+                idle.epoch += 1;
+            }
+            idle.epoch
+        };
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = authority.port_u16().unwrap_or(80);
+        let stream = tokio::time::timeout(
+            self.connect_timeout,
+            tokio::net::TcpStream::connect((host, port)),
+        )
+        .await
+        .map_err(|_| UpstreamError::Connect)?
+        .map_err(|_| UpstreamError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| UpstreamError::Connect)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok((sender, epoch))
+    }
+}
+
+/// An answer body that hands its connection back to the pool once read to its end.
+struct Pooled {
+    incoming: Incoming,
+    ended: bool,
+    slot: Option<(SendRequest<Body>, u64, Arc<Pool>)>,
+}
+
+impl http_body::Body for Pooled {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.incoming).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended = true,
+            // A broken body leaves the connection unusable.
+            Poll::Ready(Some(Err(_))) => self.slot = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.incoming.size_hint()
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        // Only a connection whose answer was read whole can carry another exchange.
+        if self.ended || http_body::Body::is_end_stream(&self.incoming) {
+            if let Some((sender, epoch, pool)) = self.slot.take() {
+                pool.put(sender, epoch);
+            }
+        }
+    }
+}
+
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Request-Id`: kept when the client sent a safe one, else generated.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -35,10 +270,16 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // One pass over the names first: most messages carry none of these, and that pass
+    // costs less than a lookup per hop-by-hop name.
+    if !h.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -49,7 +290,6 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in HOP_BY_HOP.iter().chain(named.iter()) {
         h.remove(n);
     }
-    h.remove(header::UPGRADE);
 }
 
 /// Adds `X-Forwarded-For/-Proto/-Host` and the request id.
@@ -58,30 +298,52 @@ pub fn add_forwarding(
     client: SocketAddr,
     tls: bool,
     host: Option<HeaderValue>,
-    request_id: &str,
+    request_id: HeaderValue,
 ) {
-    let ip = client.ip().to_string();
-    // Keep every earlier hop, across repeated header lines, in order.
-    let mut hops: Vec<&str> = h
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    hops.push(&ip);
-    let xff = hops.join(", ");
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert("x-forwarded-for", v);
+    let mut xff = String::with_capacity(48);
+    if h.contains_key(&X_FORWARDED_FOR) {
+        // Keep every earlier hop, across repeated header lines, in order.
+        let hops = h
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty());
+        for hop in hops {
+            xff.push_str(hop);
+            xff.push_str(", ");
+        }
+    }
+    push_ip(&mut xff, client.ip());
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
+        h.insert(X_FORWARDED_FOR, v);
     }
     let proto = if tls { "https" } else { "http" };
-    h.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(host) = host {
-        h.insert("x-forwarded-host", host);
+        h.insert(X_FORWARDED_HOST, host);
     }
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-request-id", v);
+    h.insert(X_REQUEST_ID, request_id);
+}
+
+/// Writes an address as `Display` does, IPv4 without the formatting machinery.
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    let std::net::IpAddr::V4(v4) = ip else {
+        out.push_str(&ip.to_string());
+        return;
+    };
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
     }
 }
 
@@ -103,5 +365,38 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn writes_addresses_as_display_does() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.255",
+            "127.0.0.1",
+            "192.168.100.9",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+    }
+
+    #[test]
+    fn keeps_earlier_hops_in_order() {
+        let mut h = HeaderMap::new();
+        h.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("203.0.113.1, 198.51.100.2"),
+        );
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static(" 192.0.2.3 "));
+        let client = SocketAddr::from(([10, 1, 2, 3], 4000));
+        add_forwarding(&mut h, client, true, None, HeaderValue::from_static("id-1"));
+        let xff: Vec<_> = h.get_all(X_FORWARDED_FOR).iter().collect();
+        assert_eq!(xff, ["203.0.113.1, 198.51.100.2, 192.0.2.3, 10.1.2.3"]);
+        assert_eq!(h[X_FORWARDED_PROTO], "https");
+        assert_eq!(h[X_REQUEST_ID], "id-1");
     }
 }

@@ -61,6 +61,8 @@ pub const DEFAULT_ROTATE_EVERY: Duration = Duration::from_secs(86_400);
 pub struct Upstream {
     /// Scheme and authority, e.g. `http://shop:3000`.
     pub authority: http::uri::Authority,
+    /// The `Host` header the upstream gets: its host and port, without user info.
+    pub host: http::HeaderValue,
     /// A path prefix from the URL (empty or starting with `/`, no trailing slash).
     pub base_path: String,
     /// Name for flow events (defaults to the authority).
@@ -282,6 +284,7 @@ pub fn compile(text: &str, file: &str, base: &Path, source: &Path) -> Result<Con
 fn placeholder_upstream() -> Upstream {
     Upstream {
         authority: http::uri::Authority::from_static("invalid"),
+        host: http::HeaderValue::from_static("invalid"),
         base_path: String::new(),
         name: Arc::from("invalid"),
         timeout: DEFAULT_UPSTREAM_TIMEOUT,
@@ -388,6 +391,11 @@ fn upstream(d: &mut Diag<'_>, raw: &RawConfig) -> Option<Upstream> {
         return None;
     }
     let authority = uri.authority()?.clone();
+    let host = match authority.port() {
+        Some(port) => format!("{}:{port}", authority.host()),
+        None => authority.host().to_owned(),
+    };
+    let host = http::HeaderValue::from_str(&host).ok()?;
     let base_path = uri.path().trim_end_matches('/').to_owned();
     let name = u.name.as_ref().map_or_else(
         || Arc::from(authority.as_str()),
@@ -395,6 +403,7 @@ fn upstream(d: &mut Diag<'_>, raw: &RawConfig) -> Option<Upstream> {
     );
     Some(Upstream {
         authority,
+        host,
         base_path,
         name,
         timeout,

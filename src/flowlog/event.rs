@@ -126,9 +126,13 @@ pub struct FieldEvent {
     pub count: u32,
 }
 
-/// A request id that is safe to log: 1 to 64 characters of `[A-Za-z0-9._-]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RequestId(Box<str>);
+/// A request id that is safe to log: 1 to 64 characters of `[A-Za-z0-9._-]`, held
+/// inline (every exchange makes one and the flow event copies it: no allocation).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RequestId {
+    len: u8,
+    bytes: [u8; RequestId::MAX_LEN],
+}
 
 impl RequestId {
     /// The longest id accepted from a client header.
@@ -140,29 +144,49 @@ impl RequestId {
     pub fn sanitize(candidate: &str) -> Option<RequestId> {
         let ok_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-');
         let ok = (1..=Self::MAX_LEN).contains(&candidate.len()) && candidate.bytes().all(ok_char);
-        ok.then(|| RequestId(candidate.into()))
+        ok.then(|| {
+            let mut bytes = [0; Self::MAX_LEN];
+            bytes[..candidate.len()].copy_from_slice(candidate.as_bytes());
+            RequestId {
+                len: candidate.len() as u8,
+                bytes,
+            }
+        })
     }
 
     /// A fresh random id: 16 lowercase hex characters.
     pub fn generate() -> RequestId {
-        RequestId(format!("{:016x}", rand::random::<u64>()).into())
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n: u64 = rand::random();
+        let mut bytes = [0; Self::MAX_LEN];
+        for (i, b) in bytes[..16].iter_mut().enumerate() {
+            *b = HEX[(n >> (60 - 4 * i) & 0xf) as usize];
+        }
+        RequestId { len: 16, bytes }
     }
 
     /// The id as written to the log and to problem+json bodies.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII is ever stored (see `sanitize` and `generate`).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestId").field(&self.as_str()).finish()
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl Serialize for RequestId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -341,9 +365,16 @@ mod tests {
         for bad in ["", "a b", "a\"b", "ä", "x\n", "4111 1111", &"a".repeat(65)] {
             assert!(RequestId::sanitize(bad).is_none(), "{bad:?}");
         }
+        let kept = RequestId::sanitize("abc-DEF_1.2").unwrap();
+        assert_eq!(kept.as_str(), "abc-DEF_1.2");
         let id = RequestId::generate();
         assert_eq!(id.as_str().len(), 16);
+        assert!(id
+            .as_str()
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert!(RequestId::sanitize(id.as_str()).is_some());
+        assert_ne!(id, RequestId::generate());
     }
 
     #[test]

@@ -116,12 +116,16 @@ impl Proxy {
     async fn handle_boxed(self: Arc<Self>, req: Request<Body>, conn: Conn) -> Response<Body> {
         let started = Instant::now();
         let snap = self.snapshot();
-        let request_id = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .and_then(RequestId::sanitize)
-            .unwrap_or_else(RequestId::generate);
+        // A safe id the client sent travels on as it came; otherwise a fresh one.
+        let kept = req.headers().get(&upstream::X_REQUEST_ID).and_then(|v| {
+            let id = RequestId::sanitize(v.to_str().ok()?)?;
+            Some((id, v.clone()))
+        });
+        let (request_id, id_header) = kept.unwrap_or_else(|| {
+            let id = RequestId::generate();
+            let v = HeaderValue::from_str(id.as_str()).unwrap_or(HeaderValue::from_static("-"));
+            (id, v)
+        });
         let mut ex = Exchange::new(request_id, req.method().clone(), conn.peer, started);
         ex.tls = conn.tls;
         ex.caller = req
@@ -131,7 +135,10 @@ impl Proxy {
             .cloned();
         let permit = self.in_flight.try_acquire();
         let outcome = match permit {
-            Ok(_permit) => self.exchange(&snap, req, &conn.client, &mut ex).await,
+            Ok(_permit) => {
+                self.exchange(&snap, req, &conn.client, id_header.clone(), &mut ex)
+                    .await
+            }
             Err(_) => Err(ProxyError::Overloaded),
         };
         let resp = match outcome {
@@ -142,9 +149,7 @@ impl Proxy {
             }
         };
         let mut resp = resp;
-        if let Ok(v) = HeaderValue::from_str(ex.request_id.as_str()) {
-            resp.headers_mut().insert("x-request-id", v);
-        }
+        resp.headers_mut().insert(upstream::X_REQUEST_ID, id_header);
         ex.status = resp.status().as_u16();
         self.recorder.record(ex, &snap.config);
         resp
@@ -155,6 +160,7 @@ impl Proxy {
         snap: &Snapshot,
         req: Request<Body>,
         client: &UpstreamClient,
+        id_header: HeaderValue,
         ex: &mut Exchange,
     ) -> Result<Response<Body>, ProxyError> {
         let config = &snap.config;
@@ -199,14 +205,10 @@ impl Proxy {
         upstream::strip_hop_by_hop(&mut parts.headers);
         // A caller's token is for us alone.
         parts.headers.remove(CALLER_HEADER);
-        upstream::add_forwarding(
-            &mut parts.headers,
-            ex.peer,
-            ex.tls,
-            host,
-            ex.request_id.as_str(),
-        );
-        parts.headers.remove(header::HOST);
+        upstream::add_forwarding(&mut parts.headers, ex.peer, ex.tls, host, id_header);
+        parts
+            .headers
+            .insert(header::HOST, config.upstream.host.clone());
         if rules.is_some() {
             // Ask for an answer we can open: we never decompress.
             parts.headers.insert(
@@ -218,7 +220,7 @@ impl Proxy {
         let upstream_started = Instant::now();
         let answer = tokio::time::timeout(
             config.upstream.timeout,
-            client.request(Request::from_parts(parts, body)),
+            client.send(&config.upstream.authority, Request::from_parts(parts, body)),
         )
         .await;
         ex.upstream_time = Some(upstream_started.elapsed());
@@ -229,7 +231,6 @@ impl Proxy {
         };
         let (mut parts, body) = resp.into_parts();
         upstream::strip_hop_by_hop(&mut parts.headers);
-        let body = body::boxed(body);
         match rules {
             Some(route) => self.open_response(snap, route, parts, body, ex).await,
             None => Ok(Response::from_parts(parts, body)),
@@ -403,18 +404,18 @@ enum Rewritten {
     },
 }
 
+/// The origin-form target the upstream gets: its base path, the normalised path, the
+/// (transformed) query.
 fn upstream_uri(config: &Config, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
-    let up = &config.upstream;
-    let pq = match query {
-        Some(q) => format!("{}{path}?{q}", up.base_path),
-        None => format!("{}{path}", up.base_path),
-    };
-    Uri::builder()
-        .scheme("http")
-        .authority(up.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| ProxyError::BadPath(path::PathRefusal::BadCharacter))
+    let base = &config.upstream.base_path;
+    let mut pq = String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    pq.push_str(base);
+    pq.push_str(path);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    Uri::try_from(pq).map_err(|_| ProxyError::BadPath(path::PathRefusal::BadCharacter))
 }
 
 fn authority_header(uri: &Uri) -> Option<HeaderValue> {

@@ -28,4 +28,5 @@ mod report;
 mod swap;
 mod tls;
 mod upstream_faults;
+mod upstream_pool;
 mod workers;

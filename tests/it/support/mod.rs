@@ -110,6 +110,7 @@ pub struct StackBuilder {
     limits: Vec<String>,
     upstream_timeout: String,
     dead_upstream: bool,
+    upstream_at: Option<std::net::SocketAddr>,
     flow_log: bool,
 }
 
@@ -126,6 +127,7 @@ impl Default for StackBuilder {
             limits: Vec::new(),
             upstream_timeout: "10s".to_owned(),
             dead_upstream: false,
+            upstream_at: None,
             flow_log: false,
         }
     }
@@ -162,6 +164,12 @@ impl StackBuilder {
         self
     }
 
+    /// Points the proxy at another upstream (the demo backend still runs).
+    pub fn upstream_at(mut self, addr: std::net::SocketAddr) -> Self {
+        self.upstream_at = Some(addr);
+        self
+    }
+
     /// Writes a flow log to `flow.jsonl` in the stack's directory.
     pub fn flow_log(mut self) -> Self {
         self.flow_log = true;
@@ -177,10 +185,10 @@ impl StackBuilder {
         let backend = start_backend(backend_listener, dir.path().join("shop.db"))
             .await
             .expect("backend starts");
-        let upstream = if self.dead_upstream {
-            closed_port().await
-        } else {
-            backend.addr
+        let upstream = match self.upstream_at {
+            Some(addr) => addr,
+            None if self.dead_upstream => closed_port().await,
+            None => backend.addr,
         };
         let keyring_path = dir.path().join("keyring.toml");
         Keyring::generate()
