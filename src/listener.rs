@@ -13,7 +13,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 
-use crate::proxy::{Conn, Proxy};
+use crate::proxy::{Conn, Proxy, Worker};
 
 /// Serves `proxy` on `listener` until `shutdown` resolves, then drains for at most
 /// `grace`. Returns whether every connection finished within the grace period.
@@ -35,7 +35,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
     let graceful = GracefulShutdown::new();
-    let client = proxy.upstream_client();
+    let worker = proxy.worker();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -50,20 +50,19 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let tls = proxy.snapshot().config.tls.clone();
-                let proxy = proxy.clone();
+                let worker = worker.clone();
                 let builder = builder.clone();
-                let conn = |tls| Conn { peer, tls, client: client.clone() };
-                let (plain, secure) = (conn(false), conn(true));
+                let (plain, secure) = (Conn { peer, tls: false }, Conn { peer, tls: true });
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let Some(tls) = tls else {
-                        serve_conn(&builder, watcher, TokioIo::new(stream), proxy, plain).await;
+                        serve_conn(&builder, watcher, TokioIo::new(stream), worker, plain).await;
                         return;
                     };
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            serve_conn(&builder, watcher, TokioIo::new(stream), proxy, secure).await;
+                            serve_conn(&builder, watcher, TokioIo::new(stream), worker, secure).await;
                         }
                         _ => tracing::debug!(peer = %peer_class(peer), "TLS handshake failed or timed out"),
                     }
@@ -87,16 +86,15 @@ async fn serve_conn<I>(
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
     io: TokioIo<I>,
-    proxy: Arc<Proxy>,
+    worker: Arc<Worker>,
     conn: Conn,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
     let service = service_fn(move |req| {
-        let proxy = proxy.clone();
-        let conn = conn.clone();
-        async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, conn).await) }
+        let worker = worker.clone();
+        async move { Ok::<_, std::convert::Infallible>(worker.handle(req, conn).await) }
     });
     let connection = builder.serve_connection(io, service);
     if let Err(e) = watcher.watch(connection.into_owned()).await {

@@ -273,22 +273,58 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// The place of `name` in [`HOP_BY_HOP`], if it is there.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    })
+}
+
 /// Removes hop-by-hop headers, including those the Connection header names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // One pass over the names first: most messages carry none of these, and that pass
-    // costs less than a lookup per hop-by-hop name.
-    if !h.keys().any(|n| HOP_BY_HOP.contains(n)) {
+    // One pass over the names: most messages carry none or only `Connection`, and a
+    // lookup per hop-by-hop name would cost more than the pass.
+    let mut present = 0u16;
+    for name in h.keys() {
+        if let Some(i) = hop_by_hop_index(name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = h
+    let mut named = Vec::new();
+    let tokens = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in HOP_BY_HOP.iter().chain(named.iter()) {
-        h.remove(n);
+        .map(str::trim);
+    for token in tokens {
+        // `keep-alive` goes anyway, `close` names no header.
+        if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            named.push(name);
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            h.remove(name);
+        }
+    }
+    for name in &named {
+        h.remove(name);
     }
 }
 
@@ -316,6 +352,7 @@ pub fn add_forwarding(
         }
     }
     push_ip(&mut xff, client.ip());
+    h.reserve(4);
     if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
         h.insert(X_FORWARDED_FOR, v);
     }
@@ -365,6 +402,21 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), [header::CONTENT_LENGTH]);
+    }
+
+    #[test]
+    fn hop_by_hop_index_matches_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i));
+        }
+        assert_eq!(hop_by_hop_index(&header::CONTENT_TYPE), None);
     }
 
     #[test]

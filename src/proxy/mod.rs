@@ -8,10 +8,12 @@
 mod body_read;
 mod exchange;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -38,37 +40,72 @@ pub struct Snapshot {
 }
 
 /// What the listener knows of the connection a request came on.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct Conn {
     /// The client's socket address.
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
-    /// The upstream client (connection pool) of the listener that accepted it: one per
-    /// worker thread, so an exchange and its upstream connection stay on one thread.
-    pub client: UpstreamClient,
 }
 
 /// The proxy's shared state.
 pub struct Proxy {
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Bumped after each [`Proxy::replace`], so that workers notice a new snapshot
+    /// with one load of a value that is almost never written.
+    generation: AtomicU64,
     recorder: Recorder,
-    /// Bounds requests in flight; over it, 503 early rather than timeouts or OOM.
-    in_flight: tokio::sync::Semaphore,
+    /// Exchanges in flight; over `limits.max_in_flight`, 503 early rather than
+    /// timeouts or OOM.
+    in_flight: AtomicUsize,
+}
+
+/// One listener's (one worker thread's) handle on the proxy: its own upstream pool and
+/// its own hold on the current snapshot and routes, so that the exchanges of one
+/// worker touch no reference count that another worker's exchanges also touch.
+pub struct Worker {
+    proxy: Arc<Proxy>,
+    client: UpstreamClient,
+    pinned: Mutex<Arc<Pinned>>,
+}
+
+/// A snapshot as one worker holds it.
+struct Pinned {
+    generation: u64,
+    snap: Arc<Snapshot>,
+    /// This worker's copies of the snapshot's routes, in router order.
+    routes: Vec<Arc<Route>>,
+}
+
+impl Pinned {
+    fn new(generation: u64, snap: Arc<Snapshot>) -> Pinned {
+        let routes = snap
+            .config
+            .router
+            .routes()
+            .iter()
+            .map(|r| Arc::new(Route::clone(r)))
+            .collect();
+        Pinned {
+            generation,
+            snap,
+            routes,
+        }
+    }
 }
 
 impl Proxy {
     /// A proxy serving `loaded`, recording exchanges with `recorder`.
     pub fn new(loaded: Loaded, recorder: Recorder) -> Proxy {
-        let in_flight = tokio::sync::Semaphore::new(loaded.config.limits.max_in_flight);
         let snapshot = Snapshot {
             config: loaded.config,
             keyring: loaded.keyring,
         };
         Proxy {
             snapshot: RwLock::new(Arc::new(snapshot)),
+            generation: AtomicU64::new(0),
             recorder,
-            in_flight,
+            in_flight: AtomicUsize::new(0),
         }
     }
 
@@ -80,6 +117,17 @@ impl Proxy {
             .clone()
     }
 
+    /// A handle for one listener, with its own upstream pool.
+    pub fn worker(self: &Arc<Self>) -> Arc<Worker> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let snap = self.snapshot();
+        Arc::new(Worker {
+            proxy: self.clone(),
+            client: upstream::client(snap.config.upstream.connect_timeout),
+            pinned: Mutex::new(Arc::new(Pinned::new(generation, snap))),
+        })
+    }
+
     /// Swaps in a new config and keyring atomically; in-flight requests keep theirs.
     pub fn replace(&self, loaded: Loaded) {
         let next = Arc::new(Snapshot {
@@ -87,18 +135,25 @@ impl Proxy {
             keyring: loaded.keyring,
         });
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = next;
-    }
-
-    /// A new upstream client (connection pool) for a listener.
-    pub fn upstream_client(&self) -> UpstreamClient {
-        upstream::client(self.snapshot().config.upstream.connect_timeout)
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The recorder (flow log and metrics).
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
     }
+}
 
+/// Gives the in-flight slot back when the exchange ends, however it ends.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Worker {
     /// Handles one exchange; always answers, and always records.
     pub fn handle<B>(
         self: Arc<Self>,
@@ -113,9 +168,20 @@ impl Proxy {
         Box::pin(self.handle_boxed(req, conn))
     }
 
+    /// This worker's hold on the current snapshot, renewed after a reload.
+    fn pinned(&self) -> Arc<Pinned> {
+        let generation = self.proxy.generation.load(Ordering::Acquire);
+        let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        if pinned.generation != generation {
+            *pinned = Arc::new(Pinned::new(generation, self.proxy.snapshot()));
+        }
+        pinned.clone()
+    }
+
     async fn handle_boxed(self: Arc<Self>, req: Request<Body>, conn: Conn) -> Response<Body> {
         let started = Instant::now();
-        let snap = self.snapshot();
+        let pinned = self.pinned();
+        let snap = &pinned.snap;
         // A safe id the client sent travels on as it came; otherwise a fresh one.
         let kept = req.headers().get(&upstream::X_REQUEST_ID).and_then(|v| {
             let id = RequestId::sanitize(v.to_str().ok()?)?;
@@ -133,14 +199,16 @@ impl Proxy {
             .get(CALLER_HEADER)
             .and_then(|token| snap.config.callers.identify(token.as_bytes()))
             .cloned();
-        let permit = self.in_flight.try_acquire();
-        let outcome = match permit {
-            Ok(_permit) => {
-                self.exchange(&snap, req, &conn.client, id_header.clone(), &mut ex)
+        let in_flight = &self.proxy.in_flight;
+        let outcome =
+            if in_flight.fetch_add(1, Ordering::Relaxed) < snap.config.limits.max_in_flight {
+                let _slot = InFlight(in_flight);
+                self.exchange(&pinned, req, id_header.clone(), &mut ex)
                     .await
-            }
-            Err(_) => Err(ProxyError::Overloaded),
-        };
+            } else {
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+                Err(ProxyError::Overloaded)
+            };
         let resp = match outcome {
             Ok(resp) => resp,
             Err(e) => {
@@ -151,32 +219,39 @@ impl Proxy {
         let mut resp = resp;
         resp.headers_mut().insert(upstream::X_REQUEST_ID, id_header);
         ex.status = resp.status().as_u16();
-        self.recorder.record(ex, &snap.config);
+        self.proxy.recorder.record(ex, &snap.config);
         resp
     }
 
     async fn exchange(
         &self,
-        snap: &Snapshot,
+        pinned: &Pinned,
         req: Request<Body>,
-        client: &UpstreamClient,
         id_header: HeaderValue,
         ex: &mut Exchange,
     ) -> Result<Response<Body>, ProxyError> {
+        let snap = &*pinned.snap;
         let config = &snap.config;
+        let (mut parts, body) = req.into_parts();
+        // The client's target; the upstream gets a new one.
+        let target = std::mem::take(&mut parts.uri);
         // Match on one spelling of the path, and send upstream exactly that spelling.
-        let normalized = path::normalize(req.uri().path()).map_err(ProxyError::BadPath)?;
-        let route = config.router.find(req.method(), &normalized).cloned();
+        let normalized = path::normalize(target.path()).map_err(ProxyError::BadPath)?;
+        let route = config
+            .router
+            .find(&parts.method, &normalized)
+            .map(|i| pinned.routes[i].clone());
         ex.route = route.clone();
         let rules = route.as_ref().filter(|r| r.has_rules());
         // A rule route refuses while its exchanges cannot be recorded.
-        if rules.is_some() && self.recorder.must_refuse() {
+        if rules.is_some() && self.proxy.recorder.must_refuse() {
             return Err(ProxyError::LogUnavailable);
         }
-        let (mut parts, body) = req.into_parts();
         let query = match rules {
-            Some(route) => self.transform_query(snap, route, parts.uri.query(), ex)?,
-            None => parts.uri.query().map(str::to_owned),
+            Some(route) => self
+                .transform_query(snap, route, target.query(), ex)?
+                .map(Cow::Owned),
+            None => target.query().map(Cow::Borrowed),
         };
         let body = match rules.filter(|r| !r.rules.fields.is_empty()) {
             Some(route) => match self
@@ -200,7 +275,7 @@ impl Proxy {
             .headers
             .get(header::HOST)
             .cloned()
-            .or_else(|| authority_header(&parts.uri));
+            .or_else(|| authority_header(&target));
         parts.uri = upstream_uri(config, &normalized, query.as_deref())?;
         upstream::strip_hop_by_hop(&mut parts.headers);
         // A caller's token is for us alone.
@@ -220,7 +295,8 @@ impl Proxy {
         let upstream_started = Instant::now();
         let answer = tokio::time::timeout(
             config.upstream.timeout,
-            client.send(&config.upstream.authority, Request::from_parts(parts, body)),
+            self.client
+                .send(&config.upstream.authority, Request::from_parts(parts, body)),
         )
         .await;
         ex.upstream_time = Some(upstream_started.elapsed());

@@ -12,6 +12,9 @@ use http::Method;
 
 use crate::transform::RuleSet;
 
+/// The most segments a template may have (its match score holds two bits a segment).
+const MAX_SEGMENTS: usize = 64;
+
 /// One segment of a path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seg {
@@ -38,6 +41,11 @@ impl Template {
             return Err("a path template starts with `/`".into());
         }
         let parts: Vec<&str> = text[1..].split('/').collect();
+        if parts.len() > MAX_SEGMENTS {
+            return Err(format!(
+                "a path template has at most {MAX_SEGMENTS} segments"
+            ));
+        }
         let mut segs = Vec::new();
         for (i, p) in parts.iter().enumerate() {
             let seg = if let Some(inner) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
@@ -54,9 +62,10 @@ impl Template {
             } else if p.contains(['{', '}', '%', '?', '#']) {
                 return Err(format!("segment `{p}` mixes text and `{{}}` or holds `%?#`: use a whole-segment `{{name}}`"));
             } else {
-                let norm = path::normalize(&format!("/{p}"))
+                let slashed = format!("/{p}");
+                let norm = path::normalize(&slashed)
                     .map_err(|_| format!("segment `{p}` is not a plain path segment"))?;
-                if norm != format!("/{p}") && !p.is_empty() {
+                if norm != slashed && !p.is_empty() {
                     return Err(format!("segment `{p}` is not in normal form"));
                 }
                 Seg::Literal((*p).to_owned())
@@ -73,32 +82,32 @@ impl Template {
         })
     }
 
-    /// Match score (higher is more specific), or None.
-    fn score(&self, parts: &[&str]) -> Option<Vec<u8>> {
-        let mut score = Vec::with_capacity(self.segs.len());
+    /// Match score (higher is more specific), or None. Two bits a segment, left to
+    /// right: a literal 3, a parameter 2, the rest 1, past the end 0, so that comparing
+    /// scores compares specificity segment by segment.
+    fn score<'a>(&self, mut parts: impl Iterator<Item = &'a str>) -> Option<u128> {
+        let mut score = 0u128;
         for (i, seg) in self.segs.iter().enumerate() {
+            let shift = 126 - 2 * i;
             match seg {
-                Seg::Rest => {
-                    score.push(0);
-                    return Some(score);
-                }
+                Seg::Rest => return Some(score | 1 << shift),
                 Seg::Literal(l) => {
                     // Case-insensitive: a backend that ignores case must not see a
                     // body that skipped its rules because of `/API/Customers`.
-                    if !parts.get(i).is_some_and(|p| p.eq_ignore_ascii_case(l)) {
+                    if !parts.next().is_some_and(|p| p.eq_ignore_ascii_case(l)) {
                         return None;
                     }
-                    score.push(2);
+                    score |= 3 << shift;
                 }
                 Seg::Param => {
-                    if parts.get(i).is_none_or(|p| p.is_empty()) {
+                    if parts.next().is_none_or(str::is_empty) {
                         return None;
                     }
-                    score.push(1);
+                    score |= 2 << shift;
                 }
             }
         }
-        (parts.len() == self.segs.len()).then_some(score)
+        parts.next().is_none().then_some(score)
     }
 
     /// The shape for the ambiguity check: same shape means same matches.
@@ -209,20 +218,22 @@ impl Router {
         })
     }
 
-    /// The most specific route for a method and a normalised path.
-    pub fn find(&self, method: &Method, path: &str) -> Option<&Arc<Route>> {
-        // Split once for every route: "/" is one empty segment, a trailing slash none.
-        let parts: Vec<&str> = if path == "/" {
-            vec![""]
-        } else {
-            path.trim_end_matches('/').split('/').skip(1).collect()
+    /// The index (in [`Router::routes`]) of the route for `method` and the normalised
+    /// `path`, if one matches.
+    pub fn find(&self, method: &Method, path: &str) -> Option<usize> {
+        // "/" is one empty segment, a trailing slash none.
+        let trimmed = match path.trim_end_matches('/') {
+            "" => "/",
+            t => t,
         };
+        let parts = || trimmed.split('/').skip(1);
         self.routes
             .iter()
-            .filter(|r| r.covers(method))
-            .filter_map(|r| r.template.score(&parts).map(|s| (s, r)))
-            .max_by(|a, b| a.0.cmp(&b.0))
-            .map(|(_, r)| r)
+            .enumerate()
+            .filter(|(_, r)| r.covers(method))
+            .filter_map(|(i, r)| r.template.score(parts()).map(|s| (s, i)))
+            .max_by_key(|(score, _)| *score)
+            .map(|(_, i)| i)
     }
 
     /// Every route.
@@ -258,7 +269,7 @@ mod tests {
             route("rest", "/files/{*rest}", &[]),
         ])
         .unwrap();
-        let name = |m: Method, p: &str| r.find(&m, p).map(|r| r.name.to_string());
+        let name = |m: Method, p: &str| r.find(&m, p).map(|i| r.routes()[i].name.to_string());
         assert_eq!(
             name(Method::GET, "/api/customers/7").as_deref(),
             Some("one")
@@ -281,6 +292,23 @@ mod tests {
         assert_eq!(name(Method::GET, "/files").as_deref(), Some("rest"));
         assert_eq!(name(Method::GET, "/api/customers/7/x"), None);
         assert_eq!(name(Method::POST, "/API/Customers").as_deref(), Some("all"));
+
+        // The root, and a literal beating a parameter beating the rest, at any depth.
+        let r = Router::new(vec![
+            route("root", "/", &[]),
+            route("p", "/a/{x}/c/{y}", &[]),
+            route("l", "/a/{x}/c/d", &[]),
+            route("any", "/{*rest}", &[]),
+        ])
+        .unwrap();
+        let name = |p: &str| {
+            r.find(&Method::GET, p)
+                .map(|i| r.routes()[i].name.to_string())
+        };
+        assert_eq!(name("/").as_deref(), Some("root"));
+        assert_eq!(name("/a/b/c/d").as_deref(), Some("l"));
+        assert_eq!(name("/a/b/c/e").as_deref(), Some("p"));
+        assert_eq!(name("/a/b/c").as_deref(), Some("any"));
     }
 
     #[test]
@@ -298,5 +326,7 @@ mod tests {
         for bad in ["x", "/a/{*r}/b", "/a/b{c}", "/a/{}", "/a/%41", "/a/../b"] {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }
+        assert!(Template::parse(&"/a".repeat(MAX_SEGMENTS)).is_ok());
+        assert!(Template::parse(&"/a".repeat(MAX_SEGMENTS + 1)).is_err());
     }
 }

@@ -5,6 +5,8 @@
 //! parameters and anything
 //! that is not an absolute path. The upstream receives exactly the normalised path.
 
+use std::borrow::Cow;
+
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathRefusal {
@@ -18,11 +20,28 @@ pub enum PathRefusal {
     BadCharacter,
 }
 
-/// Normalises the path part of a request target (without the query).
-pub fn normalize(path: &str) -> Result<String, PathRefusal> {
+/// Normalises the path part of a request target (without the query). Most paths are
+/// already in normal form and come back borrowed.
+pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathRefusal> {
     if !path.starts_with('/') {
         return Err(PathRefusal::NotAbsolute);
     }
+    if is_normal(path.as_bytes()) {
+        return Ok(Cow::Borrowed(path));
+    }
+    normalize_slow(path).map(Cow::Owned)
+}
+
+/// No escape, no character to refuse, no empty, `.` or `..` segment: nothing to change.
+fn is_normal(b: &[u8]) -> bool {
+    let plain = |&c: &u8| c > 0x20 && c != 0x7f && !matches!(c, b'%' | b'\\' | b';');
+    b.iter().all(plain)
+        && !b
+            .windows(2)
+            .any(|w| w[0] == b'/' && (w[1] == b'/' || w[1] == b'.'))
+}
+
+fn normalize_slow(path: &str) -> Result<String, PathRefusal> {
     let b = path.as_bytes();
     let mut decoded = String::with_capacity(path.len());
     let mut i = 0;
@@ -94,6 +113,25 @@ mod tests {
         assert_eq!(normalize("/a/%c3%a9").unwrap(), "/a/%C3%A9");
         assert_eq!(normalize("/..").unwrap(), "/");
         assert_eq!(normalize("/").unwrap(), "/");
+        assert_eq!(normalize("/a/.b").unwrap(), "/a/.b");
+        assert_eq!(normalize("/a/b.").unwrap(), "/a/b.");
+        assert_eq!(normalize("/a/.").unwrap(), "/a/");
+    }
+
+    #[test]
+    fn normal_paths_come_back_borrowed() {
+        for p in [
+            "/",
+            "/api/customers",
+            "/api/customers/",
+            "/a.b/c-d_e~f",
+            "/x/a.",
+            "/A/%41",
+        ] {
+            let n = normalize(p).unwrap();
+            assert_eq!(matches!(n, Cow::Borrowed(_)), !p.contains('%'), "{p}");
+            assert_eq!(n, normalize_slow(p).unwrap(), "{p}");
+        }
     }
 
     #[test]

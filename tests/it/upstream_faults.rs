@@ -44,3 +44,20 @@ async fn upstream_slower_than_the_timeout_is_a_504_problem() {
         r#"{"email":"after@example.com"}"#
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_max_in_flight_is_a_503_problem_and_the_slot_comes_back() {
+    let stack = Stack::builder().limit("max_in_flight = 1").start().await;
+    let slow = stack.get("/api/slow?ms=700");
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stack.get("/api/slow?ms=0").await
+    };
+    let (slow, second) = tokio::join!(slow, second);
+    assert_eq!(slow.status, StatusCode::OK);
+    second.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+    // Refusals and finished exchanges both give their slot back.
+    for _ in 0..3 {
+        assert_eq!(stack.get("/api/slow?ms=0").await.status, StatusCode::OK);
+    }
+}
