@@ -111,6 +111,16 @@ pub enum Direction {
     Response,
 }
 
+impl Direction {
+    /// As written in the flow log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Request => "request",
+            Direction::Response => "response",
+        }
+    }
+}
+
 /// What one field rule did in one exchange: names from the config, and how often.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldEvent {

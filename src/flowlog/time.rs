@@ -47,6 +47,32 @@ pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
     )
 }
 
+/// Formats like [`rfc3339_millis`] for a stream of nearby times: the calendar part is
+/// worked out once a second, only the milliseconds anew.
+#[derive(Default)]
+pub(crate) struct Clock {
+    second: Option<u64>,
+    text: String,
+}
+
+impl Clock {
+    pub(crate) fn format(&mut self, t: SystemTime) -> &str {
+        let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        if self.second != Some(since.as_secs()) {
+            self.text = rfc3339_millis(t);
+            self.second = Some(since.as_secs());
+        }
+        // `.789Z`: the three digits and the zone are rewritten.
+        self.text.truncate(self.text.len() - 4);
+        let ms = since.subsec_millis();
+        for digit in [ms / 100, ms / 10 % 10, ms % 10] {
+            self.text.push(char::from(b'0' + digit as u8));
+        }
+        self.text.push('Z');
+        &self.text
+    }
+}
+
 /// `20240501T123456Z`: the compact form used in rotated file names.
 pub(crate) fn compact(t: SystemTime) -> String {
     let c = Civil::from_system(t);
@@ -129,6 +155,16 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_formats_as_rfc3339_millis() {
+        let mut clock = Clock::default();
+        let base = UNIX_EPOCH + Duration::from_secs(1_714_566_896);
+        for ms in [0, 1, 9, 10, 99, 100, 789, 999, 1000, 1001, 86_400_123, 5] {
+            let t = base + Duration::from_millis(ms);
+            assert_eq!(clock.format(t), rfc3339_millis(t), "{ms}");
+        }
+    }
 
     fn at(secs: u64, millis: u32) -> SystemTime {
         UNIX_EPOCH + Duration::new(secs, millis * 1_000_000)

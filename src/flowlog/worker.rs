@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use super::chain::{self, Header, GENESIS_PREV};
 use super::event::{ConfigStr, FlowEvent};
 use super::sink::{Limits, Sink};
-use super::time::rfc3339_millis;
+use super::time::Clock;
 
 /// How often a failed target is retried when no event arrives to trigger it.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
@@ -248,29 +248,29 @@ impl Worker {
         let sink = self.sink.insert(sink);
         let now = SystemTime::now();
         let key = self.key.as_deref();
+        let mut clock = Clock::default();
         while !self.pending.is_empty() {
-            let mut buf = Vec::new();
+            let mut buf = Vec::with_capacity(MAX_WRITE + 4096);
             let mut link = self.chain.clone();
             let mut count = 0;
             let mut rotate = false;
             for held in &self.pending {
-                let time = rfc3339_millis(held.at);
                 let head = Header {
-                    time: &time,
+                    time: clock.format(held.at),
                     seq: link.seq + 1,
                     instance: &self.instance,
                     prev: &link.prev,
                 };
-                let (line, hash) = chain::seal(&held.event, &head, key);
-                if sink.should_rotate(buf.len(), line.len(), now, self.limits) {
+                let start = buf.len();
+                let hash = chain::seal_into(&mut buf, &held.event, &head, key);
+                if sink.should_rotate(start, buf.len() - start, now, self.limits) {
+                    buf.truncate(start);
                     rotate = true;
                     break;
                 }
-                buf.extend_from_slice(&line);
-                link = Link {
-                    seq: link.seq + 1,
-                    prev: hash,
-                };
+                link.seq += 1;
+                link.prev.clear();
+                link.prev.extend(hash.iter().map(|&b| char::from(b)));
                 count += 1;
                 if buf.len() >= MAX_WRITE {
                     break;
