@@ -180,7 +180,7 @@ impl Metrics {
                     .inc_by(u64::from(ex.concealed));
             }
             for (label, count) in &ex.response_opened {
-                let category = r.category_of(label).map_or("other", |c| &**c);
+                let category = r.category_of(label).map_or("other", |c| c.as_str());
                 self.fields
                     .with_label_values(&[route, category, "open", "response"])
                     .inc_by(u64::from(*count));

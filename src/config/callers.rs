@@ -3,8 +3,8 @@
 //! grants nothing to whoever reads it. The proxy strips the header before the upstream.
 //! Never logs a token.
 
+use crate::flowlog::ConfigStr;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -17,18 +17,18 @@ pub const CALLER_HEADER: &str = "x-tarnkappe-caller";
 /// The configured callers.
 #[derive(Debug, Clone, Default)]
 pub struct Callers {
-    by_hash: HashMap<[u8; 32], Arc<str>>,
-    names: Vec<Arc<str>>,
+    by_hash: HashMap<[u8; 32], ConfigStr>,
+    names: Vec<ConfigStr>,
 }
 
 impl Callers {
     /// The configured name equal to `name`, shared.
-    pub fn name(&self, name: &str) -> Option<Arc<str>> {
+    pub fn name(&self, name: &str) -> Option<ConfigStr> {
         self.names.iter().find(|n| &***n == name).cloned()
     }
 
     /// The caller a token identifies, if any.
-    pub fn identify(&self, token: &[u8]) -> Option<&Arc<str>> {
+    pub fn identify(&self, token: &[u8]) -> Option<&ConfigStr> {
         if self.by_hash.is_empty() {
             return None;
         }
@@ -71,7 +71,7 @@ pub(super) fn compile(d: &mut Diag<'_>, raw: &[RawCaller]) -> Callers {
             );
             continue;
         };
-        let name: Arc<str> = Arc::from(name.as_str());
+        let name = ConfigStr::new(name.as_str());
         if callers.by_hash.insert(hash, name.clone()).is_some() {
             d.at(
                 Some(c.token_sha256.span()),

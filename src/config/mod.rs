@@ -12,6 +12,7 @@ mod raw;
 mod routes;
 mod units;
 
+use crate::flowlog::ConfigStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,7 +67,7 @@ pub struct Upstream {
     /// A path prefix from the URL (empty or starting with `/`, no trailing slash).
     pub base_path: String,
     /// Name for flow events (defaults to the authority).
-    pub name: Arc<str>,
+    pub name: ConfigStr,
     /// Time for the whole answer head.
     pub timeout: Duration,
     /// Time to connect.
@@ -286,7 +287,7 @@ fn placeholder_upstream() -> Upstream {
         authority: http::uri::Authority::from_static("invalid"),
         host: http::HeaderValue::from_static("invalid"),
         base_path: String::new(),
-        name: Arc::from("invalid"),
+        name: ConfigStr::constant("invalid"),
         timeout: DEFAULT_UPSTREAM_TIMEOUT,
         connect_timeout: DEFAULT_CONNECT_TIMEOUT,
     }
@@ -398,8 +399,8 @@ fn upstream(d: &mut Diag<'_>, raw: &RawConfig) -> Option<Upstream> {
     let host = http::HeaderValue::from_str(&host).ok()?;
     let base_path = uri.path().trim_end_matches('/').to_owned();
     let name = u.name.as_ref().map_or_else(
-        || Arc::from(authority.as_str()),
-        |n| Arc::from(n.get_ref().as_str()),
+        || ConfigStr::new(authority.as_str()),
+        |n| ConfigStr::new(n.get_ref().as_str()),
     );
     Some(Upstream {
         authority,

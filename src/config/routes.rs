@@ -3,6 +3,7 @@
 //! categories resolved, actions checked, labels registered). Every problem is recorded;
 //! nothing stops at the first.
 
+use crate::flowlog::ConfigStr;
 use std::sync::Arc;
 
 use http::Method;
@@ -93,7 +94,7 @@ pub(super) fn route(
     let rules = rule_set(d, &r.fields, &format!("route[{i}].field"), labels, false);
     let query_rules = rule_set(d, &r.queries, &format!("route[{i}].query"), labels, true);
     Some(Route {
-        name: Arc::from(r.name.get_ref().as_str()),
+        name: ConfigStr::new(r.name.get_ref().as_str()),
         methods,
         template: template?,
         rules,
@@ -128,7 +129,7 @@ fn rule_set(
             continue;
         }
         let seals = matches!(rule.action, Action::Encrypt | Action::EncryptDeterministic);
-        if let Some(other) = labels.add(&rule.label, path.last_name(), seals) {
+        if let Some(other) = labels.add(rule.label, path.last_name(), seals) {
             d.at(
                 Some(f.path.span()),
                 format!("{key}[{j}].label"),
@@ -136,7 +137,7 @@ fn rule_set(
             );
         }
         if let Some(member) = &rule.bind {
-            if let Some(other) = labels.bind(&rule.label, member) {
+            if let Some(other) = labels.bind(rule.label, member) {
                 d.at(
                     f.bind.as_ref().map(|b| b.span()),
                     format!("{key}[{j}].bind"),
@@ -191,8 +192,8 @@ fn field(d: &mut Diag<'_>, f: &RawField, key: &str) -> Option<(JsonPath, FieldRu
         }
     });
     let rule = FieldRule {
-        label: Arc::from(label),
-        category: Arc::from(category?),
+        label: ConfigStr::new(&label),
+        category: ConfigStr::new(category?),
         action,
         bind,
     };

@@ -4,9 +4,10 @@
 //! sanitized id, so an event cannot hold a request or response value by construction.
 //! Nothing here may ever gain a field of type `String` filled from request data.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::Mutex;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize, Serializer};
@@ -21,65 +22,66 @@ use super::outcome::Outcome;
 /// Request and response data must never be wrapped in a `ConfigStr`: the whole flow log's
 /// promise rests on it. Only the config module (and code naming its own constants) calls
 /// [`ConfigStr::new`].
-#[derive(Clone)]
-pub struct ConfigStr(Inner);
-
-/// Shared config strings and the code's own constants cost no allocation per event.
-#[derive(Clone)]
-enum Inner {
-    Shared(Arc<str>),
-    Static(&'static str),
-}
+///
+/// Interned: each distinct text is stored once for the life of the process, so a
+/// `ConfigStr` is a plain pointer, copied into every event and metric without an
+/// allocation or a reference count that worker threads and the writer would contend on.
+/// A reload that renames things keeps the old names too; they are a few bytes each.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConfigStr(&'static str);
 
 impl ConfigStr {
     /// Wraps a string read from the configuration file or a constant of the code.
     /// Never call it with anything taken from a request or a response.
     pub fn new(from_config: &str) -> ConfigStr {
-        ConfigStr(Inner::Shared(Arc::from(from_config)))
-    }
-
-    /// Shares a string the compiled configuration already holds (no copy).
-    pub fn shared(from_config: &Arc<str>) -> ConfigStr {
-        ConfigStr(Inner::Shared(from_config.clone()))
+        static INTERNED: std::sync::OnceLock<Mutex<HashSet<&'static str>>> =
+            std::sync::OnceLock::new();
+        let mut set = INTERNED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(&known) = set.get(from_config) {
+            return ConfigStr(known);
+        }
+        let leaked: &'static str = Box::leak(from_config.into());
+        set.insert(leaked);
+        ConfigStr(leaked)
     }
 
     /// A name the code itself defines (action and detector names).
     pub const fn constant(name: &'static str) -> ConfigStr {
-        ConfigStr(Inner::Static(name))
+        ConfigStr(name)
     }
 
     /// The string itself.
-    pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Inner::Shared(s) => s,
-            Inner::Static(s) => s,
-        }
+    pub fn as_str(&self) -> &'static str {
+        self.0
     }
 }
 
-impl PartialEq for ConfigStr {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+impl std::ops::Deref for ConfigStr {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.0
     }
 }
 
-impl Eq for ConfigStr {}
-
-impl std::hash::Hash for ConfigStr {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.as_str().hash(h);
+impl PartialEq<str> for ConfigStr {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
     }
 }
 
-impl PartialOrd for ConfigStr {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+impl PartialEq<&str> for ConfigStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 
-impl Ord for ConfigStr {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
+impl std::borrow::Borrow<str> for ConfigStr {
+    fn borrow(&self) -> &str {
+        self.0
     }
 }
 
@@ -249,26 +251,55 @@ pub enum ClientAddrMode {
     Hash,
 }
 
-/// A client address already reduced as configured; see [`ClientAddrMode`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClientAddr(Box<str>);
+/// A client address already reduced as configured; see [`ClientAddrMode`]. Held inline
+/// (the longest form, a full IPv6 address, has 39 characters).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ClientAddr {
+    len: u8,
+    bytes: [u8; ClientAddr::CAP],
+}
+
+impl fmt::Debug for ClientAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ClientAddr").field(&self.as_str()).finish()
+    }
+}
+
+impl fmt::Write for ClientAddr {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let at = usize::from(self.len);
+        let end = at + s.len();
+        if end > Self::CAP {
+            return Err(fmt::Error);
+        }
+        self.bytes[at..end].copy_from_slice(s.as_bytes());
+        self.len = end as u8;
+        Ok(())
+    }
+}
 
 impl ClientAddr {
     /// Reduces `ip` per `mode`. `hash_key` is used only by [`ClientAddrMode::Hash`]
     /// (HMAC-SHA256 over the address octets, first 16 bytes, as `h:` plus 32 hex digits).
     /// IPv4-mapped IPv6 addresses are treated as the IPv4 address they carry.
     pub fn from_ip(ip: IpAddr, mode: ClientAddrMode, hash_key: &[u8; 32]) -> ClientAddr {
+        use fmt::Write;
         let ip = ip.to_canonical();
-        let text = match (mode, ip) {
-            (ClientAddrMode::Keep, ip) => ip.to_string(),
+        let mut out = ClientAddr {
+            len: 0,
+            bytes: [0; Self::CAP],
+        };
+        // Every form fits (`CAP`), so the writes cannot fail.
+        let _ = match (mode, ip) {
+            (ClientAddrMode::Keep, ip) => write!(out, "{ip}"),
             (ClientAddrMode::Truncate, IpAddr::V4(v4)) => {
                 let [a, b, c, _] = v4.octets();
-                format!("{a}.{b}.{c}.0/24")
+                write!(out, "{a}.{b}.{c}.0/24")
             }
             (ClientAddrMode::Truncate, IpAddr::V6(v6)) => {
                 let s = v6.segments();
                 let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
-                format!("{net}/48")
+                write!(out, "{net}/48")
             }
             (ClientAddrMode::Hash, ip) => {
                 let octets = match ip {
@@ -280,21 +311,24 @@ impl ClientAddr {
                 mac.update(b"tarnkappe client address v1\0");
                 mac.update(&octets);
                 let digest = mac.finalize().into_bytes();
-                format!("h:{}", super::chain::hex(&digest[..16]))
+                write!(out, "h:{}", super::chain::hex(&digest[..16]))
             }
         };
-        ClientAddr(text.into())
+        out
     }
+
+    const CAP: usize = 48;
 
     /// The logged form.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only whole `str`s are ever written in (see `write_str`).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 }
 
 impl Serialize for ClientAddr {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -413,5 +447,19 @@ mod tests {
         assert!(!h.as_str().contains("203"));
         assert_eq!(h, hash(mapped, &key));
         assert_ne!(h, hash(v4, &[8u8; 32]));
+        // The longest address there is still fits inline.
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap();
+        assert_eq!(keep(longest).as_str(), longest.to_string());
+        assert_eq!(keep(v6).as_str(), "2001:db8:abcd:12::1");
+    }
+
+    #[test]
+    fn config_strings_are_interned() {
+        let a = ConfigStr::new(&String::from("customers"));
+        let b = ConfigStr::new("customers");
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        assert_eq!(a, "customers");
+        assert_ne!(a, ConfigStr::new("customers2"));
+        assert!(ConfigStr::constant("b") > ConfigStr::new("a"));
     }
 }

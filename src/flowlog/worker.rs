@@ -40,8 +40,9 @@ pub(crate) struct Stamped {
 
 /// What goes through the queue.
 pub(crate) enum Msg {
-    /// Boxed so that the queue's preallocated slots stay small (the queue can be long).
-    Event(Box<Stamped>),
+    /// Unboxed: no allocation on the worker and free on the writer thread per event (the
+    /// queue's slots take a few hundred bytes each).
+    Event(Stamped),
     /// Write and fsync everything before this, then report under this ticket.
     Flush(u64),
     Shutdown,
@@ -104,7 +105,7 @@ pub(crate) struct Worker {
     pub sink: Option<Sink>,
     pub chain: Link,
     /// Events taken from the queue but not yet written; at most `cap`.
-    pub pending: VecDeque<Box<Stamped>>,
+    pub pending: VecDeque<Stamped>,
     pub cap: usize,
     pub shared: Arc<Shared>,
     /// The last write failed (to log transitions once, not per event).

@@ -199,10 +199,10 @@ impl FlowLog {
     /// Hands one event to the writer. Never blocks: if the queue is full or the writer is
     /// gone, the event is counted as lost and the log reports unhealthy.
     pub fn emit(&self, event: FlowEvent) {
-        let msg = Msg::Event(Box::new(Stamped {
+        let msg = Msg::Event(Stamped {
             at: SystemTime::now(),
             event,
-        }));
+        });
         if self.inner.tx.try_send(msg).is_err() {
             self.inner.shared.count_lost(1);
         }

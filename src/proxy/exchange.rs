@@ -44,7 +44,7 @@ pub struct Exchange {
     /// The matched route.
     pub route: Option<Arc<Route>>,
     /// The caller, when its token named one.
-    pub caller: Option<Arc<str>>,
+    pub caller: Option<ConfigStr>,
     /// Response values concealed from a caller not allowed to see them.
     pub concealed: u32,
     /// Status sent to the client.
@@ -58,7 +58,7 @@ pub struct Exchange {
     /// Sensitive-looking request values that no rule covered, by detector.
     pub uncovered: Vec<Detector>,
     /// Response values opened, per label.
-    pub response_opened: Vec<(Arc<str>, u32)>,
+    pub response_opened: Vec<(ConfigStr, u32)>,
     /// Response values that did not open.
     pub open_failures: u32,
     /// Their reasons.
@@ -194,12 +194,12 @@ impl Recorder {
     fn event(&self, ex: Exchange, config: &Config) -> FlowEvent {
         let mut ev = FlowEvent::new(ex.request_id.clone(), MethodName::new(ex.method.as_str()));
         if let Some(route) = &ex.route {
-            ev.route = Some(ConfigStr::shared(&route.name));
-            ev.path_template = Some(ConfigStr::shared(&route.template.text));
+            ev.route = Some(route.name);
+            ev.path_template = Some(route.template.text);
             for (rule, count) in ex.request_counts(route) {
                 ev.fields.push(FieldEvent {
-                    label: ConfigStr::shared(&rule.label),
-                    category: ConfigStr::shared(&rule.category),
+                    label: rule.label,
+                    category: rule.category,
                     action: ConfigStr::constant(rule.action.name()),
                     direction: Direction::Request,
                     count,
@@ -208,8 +208,8 @@ impl Recorder {
             for (label, count) in &ex.response_opened {
                 let category = route.category_of(label);
                 ev.fields.push(FieldEvent {
-                    label: ConfigStr::shared(label),
-                    category: category.map_or(ConfigStr::constant("unknown"), ConfigStr::shared),
+                    label: *label,
+                    category: category.unwrap_or(ConfigStr::constant("unknown")),
                     action: ConfigStr::constant("open"),
                     direction: Direction::Response,
                     count: *count,
@@ -236,13 +236,11 @@ impl Recorder {
                 &self.client_hash_key,
             )),
         };
-        ev.upstream = ex
-            .upstream_time
-            .map(|_| ConfigStr::shared(&config.upstream.name));
+        ev.upstream = ex.upstream_time.map(|_| config.upstream.name);
         ev.status = ex.status;
         ev.outcome = ex.error.map_or(Outcome::Forwarded, outcome);
         ev.open_failures = ex.open_failures;
-        ev.caller = ex.caller.as_ref().map(ConfigStr::shared);
+        ev.caller = ex.caller;
         ev.uncovered = ex
             .uncovered
             .iter()

@@ -6,6 +6,7 @@
 
 pub mod path;
 
+use crate::flowlog::ConfigStr;
 use std::sync::Arc;
 
 use http::Method;
@@ -30,7 +31,7 @@ pub enum Seg {
 #[derive(Debug, Clone)]
 pub struct Template {
     /// The template as written, for flow events.
-    pub text: Arc<str>,
+    pub text: ConfigStr,
     segs: Vec<Seg>,
 }
 
@@ -77,7 +78,7 @@ impl Template {
             segs.pop();
         }
         Ok(Template {
-            text: Arc::from(text),
+            text: ConfigStr::new(text),
             segs,
         })
     }
@@ -138,7 +139,7 @@ pub enum OpenFailure {
 #[derive(Debug, Clone)]
 pub struct Route {
     /// Its name, for metrics and flow events.
-    pub name: Arc<str>,
+    pub name: ConfigStr,
     /// Methods it covers; empty means all.
     pub methods: Vec<Method>,
     /// Its path template.
@@ -152,7 +153,7 @@ pub struct Route {
     /// Forward bodies of types we do not parse (explicit relaxation).
     pub pass_other_types: bool,
     /// Callers who get plaintext back; None means every caller of the route.
-    pub reveal_to: Option<Vec<Arc<str>>>,
+    pub reveal_to: Option<Vec<ConfigStr>>,
     /// What the others get instead.
     pub conceal: Conceal,
 }
@@ -172,16 +173,16 @@ impl Route {
     }
 
     /// The category of this route's rule with `label`, if it has one.
-    pub fn category_of(&self, label: &str) -> Option<&Arc<str>> {
+    pub fn category_of(&self, label: &str) -> Option<ConfigStr> {
         self.rules
             .fields
             .iter()
-            .find(|f| &*f.label == label)
-            .map(|f| &f.category)
+            .find(|f| f.label == label)
+            .map(|f| f.category)
     }
 
     /// May `caller` see plaintext in this route's responses?
-    pub fn reveals_to(&self, caller: Option<&Arc<str>>) -> bool {
+    pub fn reveals_to(&self, caller: Option<&ConfigStr>) -> bool {
         match &self.reveal_to {
             None => true,
             Some(allowed) => caller.is_some_and(|c| allowed.contains(c)),
@@ -248,7 +249,7 @@ mod tests {
 
     fn route(name: &str, path: &str, methods: &[Method]) -> Route {
         Route {
-            name: Arc::from(name),
+            name: ConfigStr::new(name),
             methods: methods.to_vec(),
             template: Template::parse(path).unwrap(),
             rules: RuleSet::default(),

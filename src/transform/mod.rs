@@ -13,6 +13,7 @@ pub mod request;
 pub mod response;
 pub mod scan;
 
+use crate::flowlog::ConfigStr;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -71,9 +72,9 @@ impl Action {
 #[derive(Debug, Clone)]
 pub struct FieldRule {
     /// Stable name, bound into the ciphertext.
-    pub label: Arc<str>,
+    pub label: ConfigStr,
     /// Data category, for the flow map.
-    pub category: Arc<str>,
+    pub category: ConfigStr,
     /// What to do.
     pub action: Action,
     /// A sibling member whose value binds the ciphertext to its record (`bind`).
@@ -108,11 +109,11 @@ impl RuleSet {
 /// can be matched to its label, and one sitting in another field's slot noticed.
 #[derive(Debug, Clone, Default)]
 pub struct Labels {
-    by_tag: HashMap<String, Arc<str>>,
+    by_tag: HashMap<String, ConfigStr>,
     /// Member name -> the labels whose sealing rules end in that name.
-    slot_owners: HashMap<String, Vec<Arc<str>>>,
+    slot_owners: HashMap<String, Vec<ConfigStr>>,
     /// Bound labels -> the sibling member holding the record key.
-    binds: HashMap<Arc<str>, Arc<str>>,
+    binds: HashMap<ConfigStr, Arc<str>>,
     /// Every record-key member name, for the scanner.
     record_names: Vec<Arc<str>>,
 }
@@ -123,21 +124,21 @@ impl Labels {
     /// registered under the same tag, if it is a different one (a tag collision).
     pub fn add(
         &mut self,
-        label: &Arc<str>,
+        label: ConfigStr,
         last_name: Option<&str>,
         seals: bool,
-    ) -> Option<Arc<str>> {
-        let tag = crypto::label_tag(label);
-        if let Some(existing) = self.by_tag.get(&tag) {
+    ) -> Option<ConfigStr> {
+        let tag = crypto::label_tag(&label);
+        if let Some(&existing) = self.by_tag.get(&tag) {
             if existing != label {
-                return Some(existing.clone());
+                return Some(existing);
             }
         }
-        self.by_tag.insert(tag, label.clone());
+        self.by_tag.insert(tag, label);
         if let (Some(name), true) = (last_name, seals) {
             let owners = self.slot_owners.entry(name.to_owned()).or_default();
-            if !owners.contains(label) {
-                owners.push(label.clone());
+            if !owners.contains(&label) {
+                owners.push(label);
             }
         }
         None
@@ -145,11 +146,11 @@ impl Labels {
 
     /// Binds `label` to the record key in sibling member `member`; returns the other
     /// member already bound to this label, if it differs.
-    pub fn bind(&mut self, label: &Arc<str>, member: &Arc<str>) -> Option<Arc<str>> {
-        if let Some(existing) = self.binds.get(label) {
+    pub fn bind(&mut self, label: ConfigStr, member: &Arc<str>) -> Option<Arc<str>> {
+        if let Some(existing) = self.binds.get(&label) {
             return (existing != member).then(|| existing.clone());
         }
-        self.binds.insert(label.clone(), member.clone());
+        self.binds.insert(label, member.clone());
         if !self.record_names.contains(member) {
             self.record_names.push(member.clone());
         }
@@ -167,17 +168,17 @@ impl Labels {
     }
 
     /// The label a token's tag names.
-    pub fn by_tag(&self, tag: &str) -> Option<&Arc<str>> {
-        self.by_tag.get(tag)
+    pub fn by_tag(&self, tag: &str) -> Option<ConfigStr> {
+        self.by_tag.get(tag).copied()
     }
 
     /// May a ciphertext of `label` sit under member name `name`? A name that sealing
     /// rules claim admits only their labels; any other name admits every label (backends
     /// rename members).
-    pub fn slot_allows(&self, name: &str, label: &Arc<str>) -> bool {
+    pub fn slot_allows(&self, name: &str, label: ConfigStr) -> bool {
         self.slot_owners
             .get(name)
-            .is_none_or(|owners| owners.contains(label))
+            .is_none_or(|owners| owners.contains(&label))
     }
 }
 
@@ -216,8 +217,8 @@ pub(crate) fn test_rules(spec: &[(&str, Action)]) -> RuleSet {
     for (path, action) in spec {
         set.paths.push(JsonPath::parse(path).unwrap());
         set.fields.push(FieldRule {
-            label: Arc::from(*path),
-            category: Arc::from("contact"),
+            label: ConfigStr::new(path),
+            category: ConfigStr::new("contact"),
             action: action.clone(),
             bind: None,
         });
@@ -247,20 +248,20 @@ mod tests {
     #[test]
     fn labels_know_slot_owners() {
         let mut l = Labels::default();
-        let email: Arc<str> = "customer.email".into();
-        let other: Arc<str> = "sub.email".into();
-        let hashed: Arc<str> = "sub.hashed".into();
-        let name: Arc<str> = "customer.name".into();
-        assert!(l.add(&email, Some("email"), true).is_none());
-        assert!(l.add(&name, Some("name"), true).is_none());
-        assert!(l.add(&hashed, Some("email"), false).is_none());
-        assert!(l.slot_allows("name", &name));
-        assert!(!l.slot_allows("name", &email));
-        assert!(!l.slot_allows("email", &hashed));
-        l.add(&other, Some("email"), true);
-        assert!(l.slot_allows("email", &other) && l.slot_allows("email", &email));
-        assert!(!l.slot_allows("email", &name));
-        assert!(l.slot_allows("renamed_member", &name));
-        assert_eq!(l.by_tag(&crypto::label_tag("customer.email")), Some(&email));
+        let email = ConfigStr::new("customer.email");
+        let other = ConfigStr::new("sub.email");
+        let hashed = ConfigStr::new("sub.hashed");
+        let name = ConfigStr::new("customer.name");
+        assert!(l.add(email, Some("email"), true).is_none());
+        assert!(l.add(name, Some("name"), true).is_none());
+        assert!(l.add(hashed, Some("email"), false).is_none());
+        assert!(l.slot_allows("name", name));
+        assert!(!l.slot_allows("name", email));
+        assert!(!l.slot_allows("email", hashed));
+        l.add(other, Some("email"), true);
+        assert!(l.slot_allows("email", other) && l.slot_allows("email", email));
+        assert!(!l.slot_allows("email", name));
+        assert!(l.slot_allows("renamed_member", name));
+        assert_eq!(l.by_tag(&crypto::label_tag("customer.email")), Some(email));
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! Never logs a value; failures are counted by reason.
 
-use std::sync::Arc;
+use crate::flowlog::ConfigStr;
 
 use super::request::{json_string, quoted, record_key};
 use super::scan::{self, content_str, Limits, ScanError};
@@ -18,7 +18,7 @@ pub struct Opened {
     /// The new body, or None when nothing of ours was in it (forward the original).
     pub body: Option<Vec<u8>>,
     /// Values opened, per label.
-    pub opened: Vec<(Arc<str>, u32)>,
+    pub opened: Vec<(ConfigStr, u32)>,
     /// Values replaced by the marker, per reason.
     pub failures: Vec<&'static str>,
 }
@@ -41,7 +41,7 @@ pub fn open_json(
         return Ok(Opened::default());
     }
     let mut out = Vec::with_capacity(body.len());
-    let mut opened: Vec<(Arc<str>, u32)> = Vec::new();
+    let mut opened: Vec<(ConfigStr, u32)> = Vec::new();
     let mut failures = Vec::new();
     let mut at = 0;
     for t in &found.tokens {
@@ -109,7 +109,7 @@ fn open_one(
     record: impl Fn(&str) -> Option<Vec<u8>>,
     labels: &Labels,
     keyring: &Keyring,
-) -> Result<(Arc<str>, Vec<u8>), &'static str> {
+) -> Result<(ConfigStr, Vec<u8>), &'static str> {
     if token == MARKER {
         return Err("marker");
     }
@@ -118,12 +118,12 @@ fn open_one(
     if member.is_some_and(|m| !labels.slot_allows(m, label)) {
         return Err("wrong_field");
     }
-    let record = match labels.bound_to(label) {
+    let record = match labels.bound_to(&label) {
         None => None,
         Some(member) => Some(record(member).ok_or("missing_record_key")?),
     };
     let (value_type, plaintext) = keyring
-        .open_bound(label, record.as_deref(), token)
+        .open_bound(&label, record.as_deref(), token)
         .map_err(|e| e.reason())?;
     let json = match value_type {
         ValueType::String => json_string(std::str::from_utf8(&plaintext).map_err(|_| "malformed")?),
@@ -144,9 +144,9 @@ mod tests {
 
     fn setup() -> (Keyring, Labels) {
         let mut labels = Labels::default();
-        labels.add(&Arc::from("c.email"), Some("email"), true);
-        labels.add(&Arc::from("c.name"), Some("name"), true);
-        labels.add(&Arc::from("c.n"), None, true);
+        labels.add(ConfigStr::new("c.email"), Some("email"), true);
+        labels.add(ConfigStr::new("c.name"), Some("name"), true);
+        labels.add(ConfigStr::new("c.n"), None, true);
         (Keyring::generate().unwrap(), labels)
     }
 
