@@ -72,7 +72,7 @@ pub(super) fn compile(d: &mut Diag<'_>, raw: &[RawCaller]) -> Callers {
             continue;
         };
         let name = ConfigStr::new(name.as_str());
-        if callers.by_hash.insert(hash, name.clone()).is_some() {
+        if callers.by_hash.insert(hash, name).is_some() {
             d.at(
                 Some(c.token_sha256.span()),
                 format!("caller[{i}].token_sha256"),

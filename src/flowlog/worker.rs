@@ -39,6 +39,9 @@ pub(crate) struct Stamped {
 }
 
 /// What goes through the queue.
+// Events are nearly every message: boxing them would cost an allocation on a worker and
+// a free on the writer for each one, to save queue slots the size of one event.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
     /// Unboxed: no allocation on the worker and free on the writer thread per event (the
     /// queue's slots take a few hundred bytes each).

@@ -129,7 +129,7 @@ fn open_one(
         ValueType::String => json_string(std::str::from_utf8(&plaintext).map_err(|_| "malformed")?),
         _ => plaintext.to_vec(),
     };
-    Ok((label.clone(), json))
+    Ok((label, json))
 }
 
 #[cfg(test)]
