@@ -76,18 +76,34 @@ impl Scanner<'_, '_> {
         Ok(())
     }
 
-    /// Validates a string starting at `self.i` (the quote); returns whether it holds escapes.
+    /// Validates a string value starting at `self.i` (the quote); returns whether it
+    /// holds escapes, and notes an `@` for the email detector.
     pub(super) fn string(&mut self) -> Result<bool, ScanError> {
+        self.saw_at = false;
+        self.lex_string::<true>()
+    }
+
+    /// Validates a member name: as [`Scanner::string`], without looking for `@`.
+    pub(super) fn name(&mut self) -> Result<bool, ScanError> {
+        self.lex_string::<false>()
+    }
+
+    #[inline(always)]
+    fn lex_string<const AT: bool>(&mut self) -> Result<bool, ScanError> {
         let b = self.b;
         let mut i = self.i + 1;
         let mut escaped = false;
-        self.saw_at = false;
         loop {
             // Find the next quote, backslash or control byte, eight bytes at a time.
             loop {
                 match b.get(i..i + 8) {
                     Some(chunk) => {
-                        let mask = special(u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])));
+                        let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+                        let mask = if AT {
+                            special(w) | at_sign(w)
+                        } else {
+                            special(w)
+                        };
                         if mask != 0 {
                             i += (mask.trailing_zeros() / 8) as usize;
                             break;
@@ -95,10 +111,9 @@ impl Scanner<'_, '_> {
                         i += 8;
                     }
                     None => {
-                        while b
-                            .get(i)
-                            .is_some_and(|&c| c != b'"' && c != b'\\' && c >= 0x20)
-                        {
+                        while b.get(i).is_some_and(|&c| {
+                            c != b'"' && c != b'\\' && c >= 0x20 && (!AT || c != b'@')
+                        }) {
                             i += 1;
                         }
                         break;
@@ -209,19 +224,27 @@ impl Scanner<'_, '_> {
     }
 }
 
-/// Marks the bytes of `w` that need a look: a quote, a backslash, an `@` (for the email
-/// detector), or a control byte.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
 /// The classic "has a zero byte" test: the lowest marked byte is exact (a borrow can
-/// only mark bytes above a real match), which is all the caller uses.
+/// only mark bytes above a real match), which is all the callers use.
+fn zero_byte(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGH
+}
+
+/// Marks the bytes of `w` that end a run of plain string content: a quote, a backslash
+/// or a control byte.
 fn special(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let quote = zero(w ^ (ONES * u64::from(b'"')));
-    let backslash = zero(w ^ (ONES * u64::from(b'\\')));
-    let at = zero(w ^ (ONES * u64::from(b'@')));
+    let quote = zero_byte(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(w ^ (ONES * u64::from(b'\\')));
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    quote | backslash | at | control
+    quote | backslash | control
+}
+
+/// Marks the `@` bytes of `w` (for the email detector).
+fn at_sign(w: u64) -> u64 {
+    zero_byte(w ^ (ONES * u64::from(b'@')))
 }
 
 /// The content of a validated string (without quotes), decoded when it holds escapes.

@@ -312,7 +312,7 @@ impl<'a> Scanner<'a, '_> {
                         if self.b.get(self.i) != Some(&b'"') {
                             return self.malformed();
                         }
-                        self.string()?;
+                        self.name()?;
                         self.ws();
                         if self.b.get(self.i) != Some(&b':') {
                             return self.malformed();
@@ -422,7 +422,7 @@ impl<'a> Scanner<'a, '_> {
             if self.b.get(self.i) != Some(&b'"') {
                 return self.malformed();
             }
-            let escaped = self.string()?;
+            let escaped = self.name()?;
             let raw = (member_start + 1, self.i - 1);
             // Names matter only where a rule path can still match: there they are decoded,
             // stepped through the automata and checked for duplicates. Elsewhere no rule can
