@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 
@@ -24,16 +24,13 @@ pub async fn serve(
     grace: Duration,
 ) -> bool {
     let header_timeout = proxy.snapshot().config.limits.header_timeout;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new()).max_concurrent_streams(256);
+    let builders = Arc::new(Builders { h1, h2 });
     let graceful = GracefulShutdown::new();
     let worker = proxy.worker();
     tokio::pin!(shutdown);
@@ -51,18 +48,24 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let tls = proxy.snapshot().config.tls.clone();
                 let worker = worker.clone();
-                let builder = builder.clone();
-                let (plain, secure) = (Conn { peer, tls: false }, Conn { peer, tls: true });
+                let builders = builders.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let Some(tls) = tls else {
-                        serve_conn(&builder, watcher, TokioIo::new(stream), worker, plain).await;
+                        // Without TLS, HTTP/2 only with prior knowledge: its preface.
+                        let Ok(Ok(h2)) = tokio::time::timeout(header_timeout, sends_h2_preface(&stream)).await else {
+                            return;
+                        };
+                        let conn = Conn { peer, tls: false };
+                        serve_conn(&builders, h2, watcher, TokioIo::new(stream), worker, conn).await;
                         return;
                     };
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            serve_conn(&builder, watcher, TokioIo::new(stream), worker, secure).await;
+                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let conn = Conn { peer, tls: true };
+                            serve_conn(&builders, h2, watcher, TokioIo::new(stream), worker, conn).await;
                         }
                         _ => tracing::debug!(peer = %peer_class(peer), "TLS handshake failed or timed out"),
                     }
@@ -81,9 +84,38 @@ pub async fn serve(
     }
 }
 
+/// One listener's connection settings for each protocol.
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+/// The client connection preface of HTTP/2 (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Does the client open with the HTTP/2 preface? Looks without consuming: as soon as
+/// the bytes seen differ from it (the first byte, for any HTTP/1 request) the answer
+/// is no; a connection closed before saying enough is served as HTTP/1 (which ends it).
+async fn sends_h2_preface(stream: &tokio::net::TcpStream) -> std::io::Result<bool> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if buf[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() || n == 0 {
+            return Ok(n > 0);
+        }
+        // A prefix of the preface so far (rare: a client sending it piecemeal): look
+        // again shortly; the caller's header timeout bounds the waiting.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Serves one accepted (and, with TLS, decrypted) connection until it ends or drains.
 async fn serve_conn<I>(
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
+    h2: bool,
     watcher: Watcher,
     io: TokioIo<I>,
     worker: Arc<Worker>,
@@ -96,8 +128,16 @@ async fn serve_conn<I>(
         let worker = worker.clone();
         async move { Ok::<_, std::convert::Infallible>(worker.handle(req, conn).await) }
     });
-    let connection = builder.serve_connection(io, service);
-    if let Err(e) = watcher.watch(connection.into_owned()).await {
+    let ended = if h2 {
+        watcher
+            .watch(builders.h2.serve_connection(io, service))
+            .await
+    } else {
+        watcher
+            .watch(builders.h1.serve_connection(io, service))
+            .await
+    };
+    if let Err(e) = ended {
         tracing::debug!(peer = %peer_class(peer), error = %e, "connection ended with an error");
     }
 }

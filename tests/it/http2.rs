@@ -92,3 +92,28 @@ async fn http2_authority_reaches_the_backend_as_x_forwarded_host() {
     );
     assert_eq!(seen["x-forwarded-host"], stack.server().addr.to_string());
 }
+
+/// An HTTP/1 request whose first bytes could begin the HTTP/2 preface, sent in pieces:
+/// the listener waits for the bytes that tell, then serves it as HTTP/1.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_request_starting_like_the_preface_is_served_as_http1() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = Stack::start().await;
+    let body = r#"{"email":"p@example.com"}"#;
+    let rest = format!(
+        "OST /api/customers HTTP/1.1\r\nhost: shop\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut tcp = tokio::net::TcpStream::connect(stack.server().addr)
+        .await
+        .expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    tcp.write_all(b"P").await.expect("first byte");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tcp.write_all(rest.as_bytes()).await.expect("the rest");
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.expect("answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
