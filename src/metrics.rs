@@ -3,8 +3,11 @@
 //! (route names, categories, actions, closed reason sets, status classes), never from
 //! raw request data, so no request can grow the series count.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 use crate::proxy::Exchange;
@@ -34,7 +37,32 @@ pub struct Metrics {
     /// Successful reloads.
     pub reloads: IntCounter,
     _build: IntGaugeVec,
+    /// Tells this set of families apart in the per-thread handle cache.
+    id: usize,
 }
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// The series one route touches on every exchange, looked up by label once per thread
+/// and then reused: a label lookup hashes every label value and takes a lock.
+#[derive(Default)]
+struct RouteSeries {
+    /// By standard method, then status class.
+    requests: [[Option<IntCounter>; 5]; 8],
+    request_duration: Option<Histogram>,
+    upstream_duration: Option<Histogram>,
+    transform_duration: Option<Histogram>,
+}
+
+thread_local! {
+    /// (families id, route name, series); route names are interned, so equal names
+    /// are equal pointers.
+    static SERIES: RefCell<Vec<(usize, &'static str, RouteSeries)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Entries a thread keeps before it starts over (reloads that rename routes, tests
+/// that make many registries).
+const SERIES_CACHE: usize = 256;
 
 fn counter_vec(
     r: &Registry,
@@ -138,37 +166,55 @@ impl Metrics {
                 "Successful config and keyring reloads.",
             )?,
             _build: build,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
     /// Counts one finished exchange.
     pub fn observe(&self, ex: &Exchange) {
-        let route = ex.route.as_ref().map_or("none", |r| &*r.name);
-        let method = standard_method(&ex.method);
-        let class = match ex.status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
+        let route = ex.route.as_ref().map_or("none", |r| r.name.as_str());
+        let (method, m) = standard_method(&ex.method);
+        let (class, c) = match ex.status {
+            100..=199 => ("1xx", 0),
+            200..=299 => ("2xx", 1),
+            300..=399 => ("3xx", 2),
+            400..=499 => ("4xx", 3),
+            _ => ("5xx", 4),
         };
-        self.requests
-            .with_label_values(&[route, method, class])
-            .inc();
-        self.request_duration
-            .with_label_values(&[route])
-            .observe(ex.started.elapsed().as_secs_f64());
-        if let Some(up) = ex.upstream_time {
-            self.upstream_duration
-                .with_label_values(&[route])
-                .observe(up.as_secs_f64());
-        }
-        if let Some(r) = &ex.route {
-            if r.has_rules() {
-                self.transform_duration
-                    .with_label_values(&[route])
+        let transformed = ex.route.as_ref().is_some_and(|r| r.has_rules());
+        SERIES.with_borrow_mut(|cache| {
+            let at = cache
+                .iter()
+                .position(|(id, name, _)| *id == self.id && std::ptr::eq(*name, route));
+            let at = at.unwrap_or_else(|| {
+                if cache.len() >= SERIES_CACHE {
+                    cache.clear();
+                }
+                cache.push((self.id, route, RouteSeries::default()));
+                cache.len() - 1
+            });
+            let series = &mut cache[at].2;
+            series.requests[m][c]
+                .get_or_insert_with(|| self.requests.with_label_values(&[route, method, class]))
+                .inc();
+            series
+                .request_duration
+                .get_or_insert_with(|| self.request_duration.with_label_values(&[route]))
+                .observe(ex.started.elapsed().as_secs_f64());
+            if let Some(up) = ex.upstream_time {
+                series
+                    .upstream_duration
+                    .get_or_insert_with(|| self.upstream_duration.with_label_values(&[route]))
+                    .observe(up.as_secs_f64());
+            }
+            if transformed {
+                series
+                    .transform_duration
+                    .get_or_insert_with(|| self.transform_duration.with_label_values(&[route]))
                     .observe(ex.transform_time.as_secs_f64());
             }
+        });
+        if let Some(r) = &ex.route {
             for (rule, count) in ex.request_counts(r) {
                 self.fields
                     .with_label_values(&[route, &rule.category, rule.action.name(), "request"])
@@ -203,17 +249,69 @@ impl Metrics {
     }
 }
 
-/// Standard methods keep their name; anything else is `OTHER` (bounded labels).
-fn standard_method(m: &http::Method) -> &'static str {
+/// Standard methods keep their name; anything else is `OTHER` (bounded labels). With
+/// the name, its place among them.
+fn standard_method(m: &http::Method) -> (&'static str, usize) {
     use http::Method as M;
     match *m {
-        M::GET => "GET",
-        M::POST => "POST",
-        M::PUT => "PUT",
-        M::PATCH => "PATCH",
-        M::DELETE => "DELETE",
-        M::HEAD => "HEAD",
-        M::OPTIONS => "OPTIONS",
-        _ => "OTHER",
+        M::GET => ("GET", 0),
+        M::POST => ("POST", 1),
+        M::PUT => ("PUT", 2),
+        M::PATCH => ("PATCH", 3),
+        M::DELETE => ("DELETE", 4),
+        M::HEAD => ("HEAD", 5),
+        M::OPTIONS => ("OPTIONS", 6),
+        _ => ("OTHER", 7),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flowlog::RequestId;
+
+    fn exchange(method: http::Method, status: u16) -> Exchange {
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+        let mut ex = Exchange::new(
+            RequestId::generate(),
+            method,
+            peer,
+            std::time::Instant::now(),
+        );
+        ex.status = status;
+        ex
+    }
+
+    fn count(r: &Registry, method: &str, class: &str) -> u64 {
+        r.gather()
+            .iter()
+            .filter(|f| f.get_name() == "tarnkappe_requests_total")
+            .flat_map(|f| f.get_metric())
+            .filter(|m| {
+                let l = m.get_label();
+                l.iter()
+                    .any(|p| p.get_name() == "method" && p.get_value() == method)
+                    && l.iter()
+                        .any(|p| p.get_name() == "status" && p.get_value() == class)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    #[test]
+    fn cached_series_count_per_registry_method_and_class() {
+        let (ra, rb) = (Registry::new(), Registry::new());
+        let (a, b) = (Metrics::new(&ra).unwrap(), Metrics::new(&rb).unwrap());
+        for _ in 0..3 {
+            a.observe(&exchange(http::Method::GET, 200));
+        }
+        a.observe(&exchange(http::Method::POST, 503));
+        a.observe(&exchange(http::Method::from_bytes(b"BREW").unwrap(), 404));
+        b.observe(&exchange(http::Method::GET, 200));
+        assert_eq!(count(&ra, "GET", "2xx"), 3);
+        assert_eq!(count(&ra, "POST", "5xx"), 1);
+        assert_eq!(count(&ra, "OTHER", "4xx"), 1);
+        assert_eq!(count(&rb, "GET", "2xx"), 1);
+        assert_eq!(count(&rb, "POST", "5xx"), 0);
     }
 }
