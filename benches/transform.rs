@@ -20,7 +20,8 @@ use tarnkappe::transform::response::open_json;
 use tarnkappe::transform::RuleSet;
 
 /// The five sensitive fields of the customer route, as an operator would write them.
-const CONFIG: &str = r#"
+const CONFIG: &str = concat!(
+    r#"
 [listen]
 address = "127.0.0.1:0"
 
@@ -32,36 +33,9 @@ name = "customers"
 methods = ["POST"]
 path = "/customers/{*rest}"
 
-  [[route.field]]
-  path = "$.email"
-  label = "customer.email"
-  category = "email"
-  action = "encrypt-deterministic"
-
-  [[route.field]]
-  path = "$.name"
-  label = "customer.name"
-  category = "name"
-  action = "encrypt"
-
-  [[route.field]]
-  path = "$.address"
-  label = "customer.address"
-  category = "address"
-  action = "encrypt"
-
-  [[route.field]]
-  path = "$.phone"
-  label = "customer.phone"
-  category = "phone"
-  action = "encrypt"
-
-  [[route.field]]
-  path = "$.payment.card_number"
-  label = "customer.card"
-  category = "card"
-  action = "encrypt"
-"#;
+"#,
+    include_str!("../tests/fixtures/customer-fields.toml")
+);
 
 /// Body sizes benched: a typical API document, a large one, and one at the buffered-body scale.
 const SIZES: [(&str, usize); 3] = [("1KB", 1 << 10), ("64KB", 64 << 10), ("1MB", 1 << 20)];

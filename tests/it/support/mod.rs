@@ -33,42 +33,16 @@ pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The customers route most tests use: every sensitive member of a customer document is
 /// sealed, `kinds.*` seals one value of each JSON type, everything else stays plaintext.
-pub const CUSTOMERS_ROUTE: &str = r#"
+pub const CUSTOMERS_ROUTE: &str = concat!(
+    r#"
 [[route]]
 name = "customers"
 methods = ["POST", "GET", "PUT", "DELETE"]
 path = "/api/customers/{*rest}"
 
-  [[route.field]]
-  path = "$.email"
-  label = "customer.email"
-  category = "email"
-  action = "encrypt-deterministic"
-
-  [[route.field]]
-  path = "$.name"
-  label = "customer.name"
-  category = "name"
-  action = "encrypt"
-
-  [[route.field]]
-  path = "$.address"
-  label = "customer.address"
-  category = "address"
-  action = "encrypt"
-
-  [[route.field]]
-  path = "$.phone"
-  label = "customer.phone"
-  category = "phone"
-  action = "encrypt"
-
-  [[route.field]]
-  path = "$.payment.card_number"
-  label = "customer.card"
-  category = "card"
-  action = "encrypt"
-
+"#,
+    include_str!("../../fixtures/customer-fields.toml"),
+    r#"
   [[route.field]]
   path = "$.customer_number"
   label = "customer.number"
@@ -80,7 +54,8 @@ path = "/api/customers/{*rest}"
   label = "customer.kinds"
   category = "user"
   action = "encrypt"
-"#;
+"#
+);
 
 /// A subscriptions route as in `config/demo.toml`: its `$..email` rule ends in the same
 /// member name as the customers route's `$.email`.
