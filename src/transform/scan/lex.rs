@@ -78,12 +78,14 @@ impl Scanner<'_, '_> {
 
     /// Validates a string value starting at `self.i` (the quote); returns whether it
     /// holds escapes, and notes an `@` for the email detector.
+    #[inline(always)]
     pub(super) fn string(&mut self) -> Result<bool, ScanError> {
         self.saw_at = false;
         self.lex_string::<true>()
     }
 
     /// Validates a member name: as [`Scanner::string`], without looking for `@`.
+    #[inline(always)]
     pub(super) fn name(&mut self) -> Result<bool, ScanError> {
         self.lex_string::<false>()
     }
