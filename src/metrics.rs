@@ -10,6 +10,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
+use crate::flowlog::ConfigStr;
 use crate::proxy::Exchange;
 
 /// Latency buckets in seconds, from 100 µs to 30 s.
@@ -52,6 +53,8 @@ struct RouteSeries {
     request_duration: Option<Histogram>,
     upstream_duration: Option<Histogram>,
     transform_duration: Option<Histogram>,
+    /// Request-direction field counts: body rules by index, then query rules.
+    fields: Vec<Option<(ConfigStr, &'static str, IntCounter)>>,
 }
 
 thread_local! {
@@ -213,13 +216,45 @@ impl Metrics {
                     .get_or_insert_with(|| self.transform_duration.with_label_values(&[route]))
                     .observe(ex.transform_time.as_secs_f64());
             }
+            if let Some(r) = &ex.route {
+                // Body rules first, then query rules, each by its index in the route.
+                let body = ex
+                    .request_fields
+                    .iter()
+                    .map(|f| (f, &r.rules.fields[f.rule]));
+                let query = ex
+                    .query_fields
+                    .iter()
+                    .map(|f| (f, &r.query_rules.fields[f.rule]));
+                let offset = r.rules.fields.len();
+                for (i, (counted, rule)) in body.chain(query).enumerate() {
+                    let at = counted.rule
+                        + if i < ex.request_fields.len() {
+                            0
+                        } else {
+                            offset
+                        };
+                    if series.fields.len() <= at {
+                        series.fields.resize_with(at + 1, || None);
+                    }
+                    // Checked against the rule each time: a reload may give a route
+                    // of the same name other rules.
+                    let (category, action) = (rule.category, rule.action.name());
+                    let cached = &mut series.fields[at];
+                    if !cached
+                        .as_ref()
+                        .is_some_and(|(c, a, _)| *c == category && *a == action)
+                    {
+                        let labels = [route, category.as_str(), action, "request"];
+                        *cached = Some((category, action, self.fields.with_label_values(&labels)));
+                    }
+                    if let Some((_, _, counter)) = cached {
+                        counter.inc_by(u64::from(counted.count));
+                    }
+                }
+            }
         });
         if let Some(r) = &ex.route {
-            for (rule, count) in ex.request_counts(r) {
-                self.fields
-                    .with_label_values(&[route, &rule.category, rule.action.name(), "request"])
-                    .inc_by(u64::from(count));
-            }
             if ex.concealed > 0 {
                 self.fields
                     .with_label_values(&[route, "any", "conceal", "response"])

@@ -235,3 +235,42 @@ async fn ops_sighup_reloads_the_binary_and_keeps_serving_on_a_bad_config() {
     let status = proc.wait(Duration::from_secs(15)).await;
     assert!(status.success(), "exit {status}: {}", proc.stderr_text());
 }
+
+/// Metric series are looked up once per route and thread and then reused; a reload that
+/// changes what a rule does must show in the next exchange's labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_reload_moves_field_counts_to_the_new_action() {
+    let site = Site::new().await;
+    let encrypting = Setup::default();
+    let server = site.start(&encrypting).await;
+    let (proxy, admin) = (server.addr, admin_of(&server));
+    let phone = |action: &'static str| {
+        [
+            ("category", "user.contact.phone_number"),
+            ("action", action),
+        ]
+    };
+    let posted = must(
+        proxy,
+        &Req::json("POST", "/api/customers", customer("before")),
+    )
+    .await;
+    assert_eq!(posted.status, 201, "{}", posted.text());
+    let (_, m) = scrape(admin).await;
+    assert_eq!(m.sum("tarnkappe_fields_total", &phone("encrypt")), 1.0);
+
+    site.write_config(&Setup {
+        phone_action: "redact",
+        ..Setup::default()
+    });
+    server.reload().expect("valid config reloads");
+    let posted = must(
+        proxy,
+        &Req::json("POST", "/api/customers", customer("after")),
+    )
+    .await;
+    assert_eq!(posted.status, 201, "{}", posted.text());
+    let (_, m) = scrape(admin).await;
+    assert_eq!(m.sum("tarnkappe_fields_total", &phone("encrypt")), 1.0);
+    assert_eq!(m.sum("tarnkappe_fields_total", &phone("redact")), 1.0);
+}
