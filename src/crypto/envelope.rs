@@ -238,13 +238,39 @@ pub fn label_tag(label: &str) -> String {
     out
 }
 
-/// Appends the label tag to `out`. Six hash bytes are exactly eight base64 characters.
+/// Appends the label tag to `out`. A config has a few labels and every seal needs the
+/// tag of one: each thread keeps the tags it worked out, by label text.
 fn push_label_tag(out: &mut String, label: &str) {
+    thread_local! {
+        static TAGS: std::cell::RefCell<Vec<(Box<str>, [u8; LABEL_TAG_LEN])>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    TAGS.with_borrow_mut(|tags| {
+        let tag = match tags.iter().find(|(known, _)| **known == *label) {
+            Some((_, tag)) => *tag,
+            None => {
+                let tag = compute_label_tag(label);
+                if tags.len() >= 64 {
+                    tags.clear();
+                }
+                tags.push((label.into(), tag));
+                tag
+            }
+        };
+        // Base64url characters only.
+        out.push_str(std::str::from_utf8(&tag).unwrap_or_default());
+    });
+}
+
+/// Six hash bytes are exactly eight base64 characters.
+fn compute_label_tag(label: &str) -> [u8; LABEL_TAG_LEN] {
     let digest = Sha256::new()
         .chain_update(LABEL_TAG_DOMAIN)
         .chain_update(label.as_bytes())
         .finalize();
-    URL_SAFE_NO_PAD.encode_string(&digest[..6], out);
+    let mut tag = [0u8; LABEL_TAG_LEN];
+    let _ = URL_SAFE_NO_PAD.encode_slice(&digest[..6], &mut tag);
+    tag
 }
 
 /// Builds `tk1.<kid>.<m><t>.<tag>` into a string with room for the body after it.

@@ -384,3 +384,22 @@ fn a_bound_token_opens_only_with_its_record_key() {
         assert!(keyring.open_bound(LABEL, None, &unbound).is_ok());
     }
 }
+#[test]
+fn remembered_label_tags_are_the_computed_ones() {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let computed = |label: &str| {
+        let digest = Sha256::new()
+            .chain_update(b"tarnkappe-label\0")
+            .chain_update(label.as_bytes())
+            .finalize();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..6])
+    };
+    // More labels than a thread remembers, three times over.
+    for _ in 0..3 {
+        for n in 0..100 {
+            let label = format!("label.{n}");
+            assert_eq!(label_tag(&label), computed(&label), "{label}");
+        }
+    }
+}
