@@ -32,6 +32,9 @@ pub async fn serve(
     h2.timer(TokioTimer::new()).max_concurrent_streams(256);
     let builders = Arc::new(Builders { h1, h2 });
     let graceful = GracefulShutdown::new();
+    // Tells connections still deciding their protocol (before hyper has them, where
+    // the graceful watcher cannot reach) that the listener is draining.
+    let (draining, _) = tokio::sync::watch::channel(false);
     let worker = proxy.worker();
     tokio::pin!(shutdown);
     loop {
@@ -50,10 +53,16 @@ pub async fn serve(
                 let worker = worker.clone();
                 let builders = builders.clone();
                 let watcher = graceful.watcher();
+                let mut draining = draining.subscribe();
                 tokio::spawn(async move {
                     let Some(tls) = tls else {
-                        // Without TLS, HTTP/2 only with prior knowledge: its preface.
-                        let Ok(Ok(h2)) = tokio::time::timeout(header_timeout, sends_h2_preface(&stream)).await else {
+                        // Without TLS, HTTP/2 only with prior knowledge: its preface. A
+                        // client that has said nothing yet when the drain starts is closed.
+                        let h2 = tokio::select! {
+                            h2 = tokio::time::timeout(header_timeout, sends_h2_preface(&stream)) => h2,
+                            _ = draining.wait_for(|d| *d) => return,
+                        };
+                        let Ok(Ok(h2)) = h2 else {
                             return;
                         };
                         let conn = Conn { peer, tls: false };
@@ -61,7 +70,11 @@ pub async fn serve(
                         return;
                     };
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    let accepted = tokio::select! {
+                        accepted = tokio::time::timeout(header_timeout, acceptor.accept(stream)) => accepted,
+                        _ = draining.wait_for(|d| *d) => return,
+                    };
+                    match accepted {
                         Ok(Ok(stream)) => {
                             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                             let conn = Conn { peer, tls: true };
@@ -75,6 +88,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    draining.send_replace(true);
     tokio::select! {
         () = graceful.shutdown() => true,
         () = tokio::time::sleep(grace) => {

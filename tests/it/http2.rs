@@ -117,3 +117,21 @@ async fn http1_request_starting_like_the_preface_is_served_as_http1() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
 }
+
+/// A client that connected but has not said a word yet (the listener is still waiting
+/// for the bytes that tell HTTP/1.1 from HTTP/2) does not hold up a drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_does_not_hold_up_the_drain() {
+    let mut stack = Stack::start().await;
+    let _silent = tokio::net::TcpStream::connect(stack.server().addr)
+        .await
+        .expect("connect");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    stack.stop_proxy().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "drained in {:?}",
+        started.elapsed()
+    );
+}
