@@ -58,7 +58,7 @@ declare -A URL=(
     [d]="http://127.0.0.1:$TK_PORT/sealed/customers"
     [e]="http://127.0.0.1:$TKLOG_PORT/sealed/customers"
 )
-declare -A RPS P50 P99 ERR
+declare -A RPS P50 P99 ERR EACH
 PIDS=()
 TMP=""
 
@@ -167,11 +167,13 @@ wrk_run() {
     read -r _ W_RPS W_P50 W_P99 W_ERR _ <<<"$line"
 }
 
-# measure RUN SIZE: one measured run; keeps the round with the most requests/s.
+# measure RUN SIZE ROUND: one measured run; keeps the round with the most requests/s,
+# and every round's requests/s for the per-round ratios.
 measure() {
     local key="$1/$2" rps p50 p99 err
     wrk_run "${URL[$1]}" "$TMP/body-$2.json" "$DURATION"
     rps=$W_RPS p50=$W_P50 p99=$W_P99 err=$W_ERR
+    EACH[$key/$3]=$rps
     ERR[$key]=$((${ERR[$key]:-0} + err))
     if [[ -z "${RPS[$key]:-}" ]] || awk -v a="$rps" -v b="${RPS[$key]}" 'BEGIN { exit !(a > b) }'; then
         RPS[$key]=$rps P50[$key]=$p50 P99[$key]=$p99
@@ -183,6 +185,15 @@ measure() {
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r >= t ? "ok" : "BELOW TARGET") }'; }
+
+# round_median A B SIZE: the median over the rounds of rps(A)/rps(B) within each round.
+round_median() {
+    local round
+    for round in $(seq "$ROUNDS"); do
+        awk -v a="${EACH[$1/$3/$round]}" -v b="${EACH[$2/$3/$round]}" \
+            'BEGIN { printf "%.4f\n", (b > 0 ? a / b : 0) }'
+    done | sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f", m }'
+}
 
 # metric ADMIN_PORT NAME: the sum of a metric family over its labels, or "?".
 metric() {
@@ -269,6 +280,14 @@ report() {
             "$cb" "$(verdict "$cb" 0.9)" "$dc" "${want[$size]}" "$(verdict "$dc" "${want[$size]}")" \
             "$ed" "$(verdict "$ed" 0.95)" "$ca"
     done
+    printf '\nThe same ratios, each the median over the rounds of the ratio within one round (runs\n'
+    printf 'of one round follow each other within seconds, so a drift of the machine between\n'
+    printf 'rounds cancels out; with 2 rounds the median is their mean):\n\n'
+    printf '| body | (c)/(b) | (d)/(c) | (e)/(d) |\n|---|---|---|---|\n'
+    for size in "${SIZES[@]}"; do
+        printf '| %s | %s | %s | %s |\n' "$size" "$(round_median c b "$size")" \
+            "$(round_median d c "$size")" "$(round_median e d "$size")"
+    done
     printf '\nPeak memory, 64 concurrent 1 MB transforms (fresh process, wrk -c64 -d5s on (d), %.0f req/s, %s errors):\n' \
         "$MEM_RPS" "$MEM_ERR"
     printf '  VmHWM %s MB (target < 400 MB); idle before %s MB; VmRSS after %s MB\n' \
@@ -315,7 +334,7 @@ main() {
     for round in $(seq "$ROUNDS"); do
         say "round $round of $ROUNDS"
         for size in "${SIZES[@]}"; do
-            for run in "${RUNS[@]}"; do measure "$run" "$size"; done
+            for run in "${RUNS[@]}"; do measure "$run" "$size" "$round"; done
         done
     done
     sleep 1.5 # the flow-log writer catches up
