@@ -293,8 +293,24 @@ impl ClientAddr {
         let _ = match (mode, ip) {
             (ClientAddrMode::Keep, ip) => write!(out, "{ip}"),
             (ClientAddrMode::Truncate, IpAddr::V4(v4)) => {
+                // The default mode, once per exchange: digits by hand, not `fmt`.
                 let [a, b, c, _] = v4.octets();
-                write!(out, "{a}.{b}.{c}.0/24")
+                for octet in [a, b, c] {
+                    // Up to three digits, then the dot.
+                    let mut digits = [b'.'; 4];
+                    let mut at = 3;
+                    let mut n = octet;
+                    loop {
+                        at -= 1;
+                        digits[at] = b'0' + n % 10;
+                        n /= 10;
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    let _ = out.write_str(std::str::from_utf8(&digits[at..]).unwrap_or("?."));
+                }
+                out.write_str("0/24")
             }
             (ClientAddrMode::Truncate, IpAddr::V6(v6)) => {
                 let s = v6.segments();
@@ -440,6 +456,13 @@ mod tests {
         let hash = |ip, k: &[u8; 32]| ClientAddr::from_ip(ip, ClientAddrMode::Hash, k);
         assert_eq!(keep(v4).as_str(), "203.0.113.77");
         assert_eq!(cut(v4).as_str(), "203.0.113.0/24");
+        for (ip, want) in [
+            ("0.0.0.0", "0.0.0.0/24"),
+            ("9.10.99.1", "9.10.99.0/24"),
+            ("255.100.1.7", "255.100.1.0/24"),
+        ] {
+            assert_eq!(cut(ip.parse().unwrap()).as_str(), want);
+        }
         assert_eq!(cut(mapped).as_str(), "203.0.113.0/24");
         assert_eq!(cut(v6).as_str(), "2001:db8:abcd::/48");
         let h = hash(v4, &key);

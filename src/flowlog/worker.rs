@@ -115,6 +115,8 @@ pub(crate) struct Worker {
     pub failing: bool,
     /// Written but not yet fsync'd since then.
     pub dirty_since: Option<Instant>,
+    /// The lines of the batch being written; kept between batches.
+    pub buf: Vec<u8>,
 }
 
 impl Worker {
@@ -254,7 +256,9 @@ impl Worker {
         let key = self.key.as_deref();
         let mut clock = Clock::default();
         while !self.pending.is_empty() {
-            let mut buf = Vec::with_capacity(MAX_WRITE + 4096);
+            // One buffer for the life of the writer: a batch never allocates.
+            let buf = &mut self.buf;
+            buf.clear();
             let mut link = self.chain.clone();
             let mut count = 0;
             let mut rotate = false;
@@ -266,7 +270,7 @@ impl Worker {
                     prev: &link.prev,
                 };
                 let start = buf.len();
-                let hash = chain::seal_into(&mut buf, &held.event, &head, key);
+                let hash = chain::seal_into(buf, &held.event, &head, key);
                 if sink.should_rotate(start, buf.len() - start, now, self.limits) {
                     buf.truncate(start);
                     rotate = true;
@@ -281,7 +285,7 @@ impl Worker {
                 }
             }
             if count > 0 {
-                sink.write(&buf, (self.pending[0].at, self.chain.seq + 1))?;
+                sink.write(buf, (self.pending[0].at, self.chain.seq + 1))?;
                 self.pending.drain(..count);
                 self.chain = link;
                 self.shared

@@ -179,6 +179,7 @@ impl FlowLog {
             shared: shared.clone(),
             failing: false,
             dirty_since: None,
+            buf: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("tarnkappe-flowlog".into())
