@@ -352,7 +352,6 @@ pub fn add_forwarding(
         }
     }
     push_ip(&mut xff, client.ip());
-    h.reserve(4);
     if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
         h.insert(X_FORWARDED_FOR, v);
     }
