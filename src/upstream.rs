@@ -116,6 +116,20 @@ impl UpstreamClient {
     }
 }
 
+impl Idle {
+    /// Points the pool at `authority`: after a reload that changed it, the old
+    /// connections go. Returns whether it changed.
+    fn retarget(&mut self, authority: &Authority) -> bool {
+        if self.authority.as_ref() == Some(authority) {
+            return false;
+        }
+        self.conns.clear();
+        self.authority = Some(authority.clone());
+        self.epoch += 1;
+        true
+    }
+}
+
 impl Pool {
     fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
@@ -124,10 +138,7 @@ impl Pool {
     /// A ready idle connection to `authority`, most recently used first.
     fn take(&self, authority: &Authority) -> Option<(SendRequest<Body>, u64)> {
         let mut idle = self.lock();
-        if idle.authority.as_ref() != Some(authority) {
-            idle.conns.clear();
-            idle.authority = Some(authority.clone());
-            idle.epoch += 1;
+        if idle.retarget(authority) {
             return None;
         }
         let mut busy = Vec::new();
@@ -174,11 +185,7 @@ impl Pool {
     ) -> Result<(SendRequest<Body>, u64), UpstreamError> {
         let epoch = {
             let mut idle = self.lock();
-            if idle.authority.as_ref() != Some(authority) {
-                idle.conns.clear();
-                idle.authority = Some(authority.clone());
-                idle.epoch += 1;
-            }
+            idle.retarget(authority);
             idle.epoch
         };
         let host = authority.host();
@@ -244,7 +251,7 @@ impl http_body::Body for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         // Only a connection whose answer was read whole can carry another exchange.
-        if self.ended || http_body::Body::is_end_stream(&self.incoming) {
+        if http_body::Body::is_end_stream(self) {
             if let Some((sender, epoch, pool)) = self.slot.take() {
                 pool.put(sender, epoch);
             }

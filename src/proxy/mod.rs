@@ -144,12 +144,23 @@ impl Proxy {
     }
 }
 
-/// Gives the in-flight slot back when the exchange ends, however it ends.
-struct InFlight<'a>(&'a AtomicUsize);
+/// One exchange counted in flight; counted out when dropped, however the exchange ends.
+struct InFlight<'a> {
+    count: &'a AtomicUsize,
+    /// How many were in flight before this one.
+    before: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn take(count: &'a AtomicUsize) -> InFlight<'a> {
+        let before = count.fetch_add(1, Ordering::Relaxed);
+        InFlight { count, before }
+    }
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -199,16 +210,14 @@ impl Worker {
             .get(CALLER_HEADER)
             .and_then(|token| snap.config.callers.identify(token.as_bytes()))
             .cloned();
-        let in_flight = &self.proxy.in_flight;
-        let outcome =
-            if in_flight.fetch_add(1, Ordering::Relaxed) < snap.config.limits.max_in_flight {
-                let _slot = InFlight(in_flight);
-                self.exchange(&pinned, req, id_header.clone(), &mut ex)
-                    .await
-            } else {
-                in_flight.fetch_sub(1, Ordering::Relaxed);
-                Err(ProxyError::Overloaded)
-            };
+        let slot = InFlight::take(&self.proxy.in_flight);
+        let outcome = if slot.before < snap.config.limits.max_in_flight {
+            self.exchange(&pinned, req, id_header.clone(), &mut ex)
+                .await
+        } else {
+            Err(ProxyError::Overloaded)
+        };
+        drop(slot);
         let resp = match outcome {
             Ok(resp) => resp,
             Err(e) => {
