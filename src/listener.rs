@@ -58,11 +58,7 @@ pub async fn serve(
                     let Some(tls) = tls else {
                         // Without TLS, HTTP/2 only with prior knowledge: its preface. A
                         // client that has said nothing yet when the drain starts is closed.
-                        let h2 = tokio::select! {
-                            h2 = tokio::time::timeout(header_timeout, sends_h2_preface(&stream)) => h2,
-                            _ = draining.wait_for(|d| *d) => return,
-                        };
-                        let Ok(Ok(h2)) = h2 else {
+                        let Some(Ok(h2)) = before_drain(&mut draining, header_timeout, sends_h2_preface(&stream)).await else {
                             return;
                         };
                         let conn = Conn { peer, tls: false };
@@ -70,17 +66,13 @@ pub async fn serve(
                         return;
                     };
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                    let accepted = tokio::select! {
-                        accepted = tokio::time::timeout(header_timeout, acceptor.accept(stream)) => accepted,
-                        _ = draining.wait_for(|d| *d) => return,
-                    };
-                    match accepted {
-                        Ok(Ok(stream)) => {
+                    match before_drain(&mut draining, header_timeout, acceptor.accept(stream)).await {
+                        Some(Ok(stream)) => {
                             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                             let conn = Conn { peer, tls: true };
                             serve_conn(&builders, h2, watcher, TokioIo::new(stream), worker, conn).await;
                         }
-                        _ => tracing::debug!(peer = %peer_class(peer), "TLS handshake failed or timed out"),
+                        _ => tracing::debug!(peer = %peer_class(peer), "TLS handshake failed, timed out or ended by the drain"),
                     }
                 });
             }
@@ -95,6 +87,19 @@ pub async fn serve(
             tracing::warn!(grace_s = grace.as_secs(), "grace period over; closing remaining connections");
             false
         }
+    }
+}
+
+/// `step`, given at most `limit`, and given up when the listener starts draining:
+/// None then, or when the time is over.
+async fn before_drain<T>(
+    draining: &mut tokio::sync::watch::Receiver<bool>,
+    limit: Duration,
+    step: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        done = tokio::time::timeout(limit, step) => done.ok(),
+        _ = draining.wait_for(|d| *d) => None,
     }
 }
 

@@ -11,7 +11,8 @@ use prometheus::{
 };
 
 use crate::flowlog::ConfigStr;
-use crate::proxy::Exchange;
+use crate::proxy::{Exchange, FieldCount};
+use crate::transform::FieldRule;
 
 /// Latency buckets in seconds, from 100 µs to 30 s.
 const BUCKETS: &[f64] = &[
@@ -217,41 +218,11 @@ impl Metrics {
                     .observe(ex.transform_time.as_secs_f64());
             }
             if let Some(r) = &ex.route {
-                // Body rules first, then query rules, each by its index in the route.
-                let body = ex
-                    .request_fields
-                    .iter()
-                    .map(|f| (f, &r.rules.fields[f.rule]));
-                let query = ex
-                    .query_fields
-                    .iter()
-                    .map(|f| (f, &r.query_rules.fields[f.rule]));
-                let offset = r.rules.fields.len();
-                for (i, (counted, rule)) in body.chain(query).enumerate() {
-                    let at = counted.rule
-                        + if i < ex.request_fields.len() {
-                            0
-                        } else {
-                            offset
-                        };
-                    if series.fields.len() <= at {
-                        series.fields.resize_with(at + 1, || None);
-                    }
-                    // Checked against the rule each time: a reload may give a route
-                    // of the same name other rules.
-                    let (category, action) = (rule.category, rule.action.name());
-                    let cached = &mut series.fields[at];
-                    if !cached
-                        .as_ref()
-                        .is_some_and(|(c, a, _)| *c == category && *a == action)
-                    {
-                        let labels = [route, category.as_str(), action, "request"];
-                        *cached = Some((category, action, self.fields.with_label_values(&labels)));
-                    }
-                    if let Some((_, _, counter)) = cached {
-                        counter.inc_by(u64::from(counted.count));
-                    }
-                }
+                // Body rules by their index in the route, then query rules after them.
+                let body = &r.rules.fields;
+                self.count_fields(series, route, &ex.request_fields, body, 0);
+                let query = &r.query_rules.fields;
+                self.count_fields(series, route, &ex.query_fields, query, body.len());
             }
         });
         if let Some(r) = &ex.route {
@@ -280,6 +251,40 @@ impl Metrics {
         }
         for reason in &ex.open_failure_reasons {
             self.crypto_failures.with_label_values(&[reason]).inc();
+        }
+    }
+}
+
+impl Metrics {
+    /// Adds request-direction field counts to `series`, the rules' slots starting at
+    /// `offset`. Each cached counter is checked against its rule: a reload may give a
+    /// route of the same name other rules.
+    fn count_fields(
+        &self,
+        series: &mut RouteSeries,
+        route: &str,
+        counts: &[FieldCount],
+        rules: &[FieldRule],
+        offset: usize,
+    ) {
+        for counted in counts {
+            let rule = &rules[counted.rule];
+            let at = offset + counted.rule;
+            if series.fields.len() <= at {
+                series.fields.resize_with(at + 1, || None);
+            }
+            let (category, action) = (rule.category, rule.action.name());
+            let cached = &mut series.fields[at];
+            if !cached
+                .as_ref()
+                .is_some_and(|(c, a, _)| *c == category && *a == action)
+            {
+                let labels = [route, category.as_str(), action, "request"];
+                *cached = Some((category, action, self.fields.with_label_values(&labels)));
+            }
+            if let Some((_, _, counter)) = cached {
+                counter.inc_by(u64::from(counted.count));
+            }
         }
     }
 }
