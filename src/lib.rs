@@ -28,6 +28,7 @@ pub mod proxy;
 pub mod report;
 pub mod route;
 pub mod server;
+pub mod text;
 pub mod tls;
 pub mod transform;
 pub mod upstream;

@@ -372,21 +372,10 @@ pub fn add_forwarding(
 
 /// Writes an address as `Display` does, IPv4 without the formatting machinery.
 fn push_ip(out: &mut String, ip: std::net::IpAddr) {
-    let std::net::IpAddr::V4(v4) = ip else {
-        out.push_str(&ip.to_string());
-        return;
-    };
-    for (i, octet) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
-        }
-        out.push(char::from(b'0' + octet % 10));
+    match ip {
+        // Writing to a String cannot fail.
+        std::net::IpAddr::V4(v4) => drop(crate::text::write_dotted(out, &v4.octets())),
+        std::net::IpAddr::V6(_) => out.push_str(&ip.to_string()),
     }
 }
 

@@ -5,7 +5,6 @@
 //! survive the round trip byte for byte. Error answers are short fixed problem+json bodies
 //! that never echo what the caller sent.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::backend::{request_target, Shared};
 use super::store::{Collection, Store};
+use crate::text::hex;
 
 /// Every response the backend sends.
 pub(super) type Resp = Response<Full<Bytes>>;
@@ -320,15 +320,6 @@ fn percent_decode(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(decoded).ok()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
 }
 
 /// The request's Content-Type, or `application/octet-stream` when it has none.

@@ -156,7 +156,6 @@ fn push_opt(out: &mut Vec<u8>, s: Option<&str>) {
 /// A JSON string, escaped as `serde_json` escapes: `"`, `\\`, and control characters
 /// (the short forms where JSON has them, `\u00XX` otherwise); everything else as is.
 fn push_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let b = s.as_bytes();
     // Nearly always: nothing to escape, checked in one pass the compiler vectorises.
@@ -181,9 +180,10 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&b[run..i]);
         run = i + 1;
         if short == 0 {
+            let mut digits = [0u8; 2];
+            crate::text::hex_into(&[c], &mut digits);
             out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(c >> 4)]);
-            out.push(HEX[usize::from(c & 0xf)]);
+            out.extend_from_slice(&digits);
         } else {
             out.push(b'\\');
             out.push(short);
@@ -233,24 +233,9 @@ fn digest_hex(key: Option<&[u8; 32]>, prev: &str, canonical: &[u8]) -> [u8; 64] 
 }
 
 fn hex_array(bytes: &[u8; 32]) -> [u8; 64] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
-    }
+    crate::text::hex_into(bytes, &mut out);
     out
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
 }
 
 /// True for a well-formed hash: 64 lowercase hex digits.
@@ -413,6 +398,5 @@ mod tests {
         assert!(unseal(upper.as_bytes()).is_none());
         let short = format!("{{\"a\":1,\"hash\":\"{}\"}}", "a".repeat(63));
         assert!(unseal(short.as_bytes()).is_none());
-        assert_eq!(hex(&[0, 0xab, 0x1f]), "00ab1f");
     }
 }

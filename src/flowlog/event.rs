@@ -168,12 +168,9 @@ impl RequestId {
 
     /// A fresh random id: 16 lowercase hex characters.
     pub fn generate() -> RequestId {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n: u64 = rand::random();
         let mut bytes = [0; Self::MAX_LEN];
-        for (i, b) in bytes[..16].iter_mut().enumerate() {
-            *b = HEX[(n >> (60 - 4 * i) & 0xf) as usize];
-        }
+        crate::text::hex_into(&n.to_be_bytes(), &mut bytes[..16]);
         RequestId { len: 16, bytes }
     }
 
@@ -295,22 +292,7 @@ impl ClientAddr {
             (ClientAddrMode::Truncate, IpAddr::V4(v4)) => {
                 // The default mode, once per exchange: digits by hand, not `fmt`.
                 let [a, b, c, _] = v4.octets();
-                for octet in [a, b, c] {
-                    // Up to three digits, then the dot.
-                    let mut digits = [b'.'; 4];
-                    let mut at = 3;
-                    let mut n = octet;
-                    loop {
-                        at -= 1;
-                        digits[at] = b'0' + n % 10;
-                        n /= 10;
-                        if n == 0 {
-                            break;
-                        }
-                    }
-                    let _ = out.write_str(std::str::from_utf8(&digits[at..]).unwrap_or("?."));
-                }
-                out.write_str("0/24")
+                crate::text::write_dotted(&mut out, &[a, b, c]).and(out.write_str(".0/24"))
             }
             (ClientAddrMode::Truncate, IpAddr::V6(v6)) => {
                 let s = v6.segments();
@@ -327,7 +309,7 @@ impl ClientAddr {
                 mac.update(b"tarnkappe client address v1\0");
                 mac.update(&octets);
                 let digest = mac.finalize().into_bytes();
-                write!(out, "h:{}", super::chain::hex(&digest[..16]))
+                write!(out, "h:{}", crate::text::hex(&digest[..16]))
             }
         };
         out
