@@ -89,7 +89,7 @@ impl Server {
         let addr = listener
             .local_addr()
             .context("reading the listener address")?;
-        let mut server = Server::prepare(loaded, addr, recorder, grace)?;
+        let (mut server, admin) = Server::prepare(loaded, addr, recorder, grace)?;
         let stopped = stopped(&server.stop);
         server.task = Some(tokio::spawn(crate::listener::serve(
             listener,
@@ -97,6 +97,7 @@ impl Server {
             stopped,
             grace,
         )));
+        server.open_admin(admin)?;
         Ok(server)
     }
 
@@ -109,7 +110,7 @@ impl Server {
         recorder: Recorder,
         grace: Duration,
     ) -> anyhow::Result<Server> {
-        let mut server = Server::prepare(loaded, addr, recorder, grace)?;
+        let (mut server, admin) = Server::prepare(loaded, addr, recorder, grace)?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         let mut threads = Vec::new();
         for n in 0..workers.max(1) {
@@ -138,16 +139,19 @@ impl Server {
         server.task = Some(tokio::task::spawn_blocking(move || {
             threads.into_iter().all(|t| t.join().unwrap_or(false))
         }));
+        // Only now: a health check that passes means the public port listens.
+        server.open_admin(admin)?;
         Ok(server)
     }
 
-    /// Metrics, admin listener and proxy state, before any listener runs.
+    /// Metrics and proxy state, before any listener runs; with the admin listener's
+    /// address and state, to open once the public listener is bound.
     fn prepare(
         loaded: Loaded,
         addr: SocketAddr,
         mut recorder: Recorder,
         grace: Duration,
-    ) -> anyhow::Result<Server> {
+    ) -> anyhow::Result<(Server, Option<(SocketAddr, AdminState)>)> {
         let registry = Registry::new();
         let metrics = Arc::new(Metrics::new(&registry).context("registering metrics")?);
         registry
@@ -159,29 +163,42 @@ impl Server {
         recorder.observe(Arc::new(move |ex| observer.observe(ex)));
         let admin = loaded.config.admin;
         let proxy = Arc::new(Proxy::new(loaded, recorder));
-        let admin_addr = match admin {
-            Some(a) => {
-                let state = AdminState {
-                    proxy: proxy.clone(),
-                    registry,
-                    metrics: metrics.clone(),
-                };
-                let bound = crate::admin::spawn(a, state)
-                    .with_context(|| format!("binding the admin listener {a}"))?;
-                Some(bound)
-            }
-            None => None,
-        };
+        let admin = admin.map(|a| {
+            let state = AdminState {
+                proxy: proxy.clone(),
+                registry,
+                metrics: metrics.clone(),
+            };
+            (a, state)
+        });
         let (stop, _) = watch::channel(false);
-        Ok(Server {
+        let server = Server {
             addr,
             proxy,
-            admin_addr,
+            admin_addr: None,
             metrics,
             stop,
             task: None,
             grace,
-        })
+        };
+        Ok((server, admin))
+    }
+
+    /// Opens the admin listener, if configured; stops the public listener if it cannot.
+    fn open_admin(&mut self, admin: Option<(SocketAddr, AdminState)>) -> anyhow::Result<()> {
+        let Some((a, state)) = admin else {
+            return Ok(());
+        };
+        match crate::admin::spawn(a, state) {
+            Ok(bound) => {
+                self.admin_addr = Some(bound);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.stop.send(true);
+                Err(e).with_context(|| format!("binding the admin listener {a}"))
+            }
+        }
     }
 
     /// Reloads config and keyring from the config file; on any error the old ones stay.
