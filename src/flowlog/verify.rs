@@ -10,6 +10,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use super::chain::{self, GENESIS_PREV};
 use super::read::LoggedEvent;
 
@@ -30,8 +32,8 @@ pub struct VerifyReport {
     pub chains: Vec<ChainSummary>,
 }
 
-/// One instance's chain as verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One instance's chain as verified (also the report's per-instance chain row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainSummary {
     /// The instance id.
     pub instance: String,

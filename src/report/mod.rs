@@ -103,7 +103,7 @@ fn aggregate(files: &[PathBuf]) -> Result<scan::Aggregate, ReportError> {
 
 /// The verification outcome as the report shows it.
 pub fn chain_result(verified: Result<VerifyReport, ChainBreak>) -> model::ChainResult {
-    use model::{BreakRow, ChainResult, ChainRow, ChainStatus};
+    use model::{BreakRow, ChainResult, ChainStatus};
     match verified {
         Ok(v) => ChainResult {
             status: ChainStatus::Intact,
@@ -111,18 +111,7 @@ pub fn chain_result(verified: Result<VerifyReport, ChainBreak>) -> model::ChainR
                 "intact: {} event(s) in {} file(s), {} instance(s)",
                 v.events, v.files, v.instances
             ),
-            instances: v
-                .chains
-                .into_iter()
-                .map(|c| ChainRow {
-                    instance: c.instance,
-                    first_seq: c.first_seq,
-                    last_seq: c.last_seq,
-                    last_hash: c.last_hash,
-                    from_genesis: c.from_genesis,
-                    mac: c.mac,
-                })
-                .collect(),
+            instances: v.chains,
             break_at: None,
         },
         Err(b) => {

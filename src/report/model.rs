@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::flowlog::Direction;
+use crate::flowlog::{ChainSummary, Direction};
 
 /// The `schema` member: bumped when a member changes meaning or disappears.
 pub const SCHEMA: &str = "tarnkappe-report/1";
@@ -118,26 +118,9 @@ pub struct ChainResult {
     /// One sentence for people.
     pub summary: String,
     /// Per instance (only when intact).
-    pub instances: Vec<ChainRow>,
+    pub instances: Vec<ChainSummary>,
     /// The first break (only when broken or unverified).
     pub break_at: Option<BreakRow>,
-}
-
-/// One instance's verified chain.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChainRow {
-    /// Instance id.
-    pub instance: String,
-    /// First seq in the files.
-    pub first_seq: u64,
-    /// Last seq.
-    pub last_seq: u64,
-    /// Hash of the last event: record it elsewhere to detect a later cut.
-    pub last_hash: String,
-    /// True if the files start at the chain's first event.
-    pub from_genesis: bool,
-    /// True if HMAC-protected.
-    pub mac: bool,
 }
 
 /// Where the chain breaks.
