@@ -3,13 +3,13 @@
 //! grants nothing to whoever reads it. The proxy strips the header before the upstream.
 //! Never logs a token.
 
-use crate::flowlog::ConfigStr;
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
 use super::diag::Diag;
 use super::raw::RawCaller;
+use crate::flowlog::ConfigStr;
 
 /// The request header that carries a caller's token.
 pub const CALLER_HEADER: &str = "x-tarnkappe-caller";
@@ -24,7 +24,7 @@ pub struct Callers {
 impl Callers {
     /// The configured name equal to `name`, shared.
     pub fn name(&self, name: &str) -> Option<ConfigStr> {
-        self.names.iter().find(|n| &***n == name).cloned()
+        self.names.iter().find(|n| **n == name).copied()
     }
 
     /// The caller a token identifies, if any.

@@ -12,7 +12,6 @@ mod raw;
 mod routes;
 mod units;
 
-use crate::flowlog::ConfigStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +19,8 @@ use std::time::Duration;
 
 use http::Uri;
 use toml::Spanned;
+
+use crate::flowlog::ConfigStr;
 
 pub use callers::{Callers, CALLER_HEADER};
 pub use categories::{resolve as resolve_category, ALIASES, CATEGORIES};

@@ -3,7 +3,6 @@
 //! categories resolved, actions checked, labels registered). Every problem is recorded;
 //! nothing stops at the first.
 
-use crate::flowlog::ConfigStr;
 use std::sync::Arc;
 
 use http::Method;
@@ -12,6 +11,7 @@ use super::callers::Callers;
 use super::diag::Diag;
 use super::raw::{RawField, RawRoute};
 use super::{categories, count};
+use crate::flowlog::ConfigStr;
 use crate::route::{Conceal, OpenFailure, Route, Template};
 use crate::transform::{Action, FieldRule, JsonPath, Labels, MaskStyle, RuleSet};
 

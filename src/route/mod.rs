@@ -6,11 +6,11 @@
 
 pub mod path;
 
-use crate::flowlog::ConfigStr;
 use std::sync::Arc;
 
 use http::Method;
 
+use crate::flowlog::ConfigStr;
 use crate::transform::RuleSet;
 
 /// The most segments a template may have (its match score holds two bits a segment).

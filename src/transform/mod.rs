@@ -13,11 +13,11 @@ pub mod request;
 pub mod response;
 pub mod scan;
 
-use crate::flowlog::ConfigStr;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::crypto::{self, Mode};
+use crate::flowlog::ConfigStr;
 pub use jsonpath::JsonPath;
 
 /// How a masked value keeps a little of itself.

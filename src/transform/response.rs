@@ -5,12 +5,11 @@
 //!
 //! Never logs a value; failures are counted by reason.
 
-use crate::flowlog::ConfigStr;
-
 use super::request::{json_string, quoted, record_key};
 use super::scan::{self, content_str, Limits, ScanError};
 use super::{is_ours, Labels};
 use crate::crypto::{self, Keyring, ValueType, MARKER};
+use crate::flowlog::ConfigStr;
 
 /// What opening a response did.
 #[derive(Default)]
