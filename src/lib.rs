@@ -29,6 +29,7 @@ pub mod report;
 pub mod route;
 pub mod server;
 pub mod text;
+pub mod timer;
 pub mod tls;
 pub mod transform;
 pub mod upstream;

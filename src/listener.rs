@@ -24,8 +24,9 @@ pub async fn serve(
     grace: Duration,
 ) -> bool {
     let header_timeout = proxy.snapshot().config.limits.header_timeout;
+    let worker = proxy.worker();
     let mut h1 = http1::Builder::new();
-    h1.timer(TokioTimer::new())
+    h1.timer(worker.timer())
         .header_read_timeout(header_timeout)
         .keep_alive(true);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
@@ -35,7 +36,6 @@ pub async fn serve(
     // Tells connections still deciding their protocol (before hyper has them, where
     // the graceful watcher cannot reach) that the listener is draining.
     let (draining, _) = tokio::sync::watch::channel(false);
-    let worker = proxy.worker();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -22,25 +22,40 @@ pub fn hex(bytes: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Writes octets as decimal numbers joined by dots into `out` (at least four bytes an
+/// octet, less one) and returns how many bytes it wrote.
+pub fn dotted_into(octets: &[u8], out: &mut [u8]) -> usize {
+    let mut at = 0;
+    for (i, &octet) in octets.iter().enumerate() {
+        if i > 0 {
+            out[at] = b'.';
+            at += 1;
+        }
+        if octet >= 100 {
+            out[at] = b'0' + octet / 100;
+            at += 1;
+        }
+        if octet >= 10 {
+            out[at] = b'0' + octet / 10 % 10;
+            at += 1;
+        }
+        out[at] = b'0' + octet % 10;
+        at += 1;
+    }
+    at
+}
+
 /// Writes octets as decimal numbers joined by dots (`10.1.2`), as `Display` writes the
 /// octets of an IPv4 address.
 pub fn write_dotted(out: &mut impl fmt::Write, octets: &[u8]) -> fmt::Result {
-    for (i, &octet) in octets.iter().enumerate() {
+    let mut buf = [0u8; 64];
+    for (i, chunk) in octets.chunks(16).enumerate() {
         if i > 0 {
             out.write_char('.')?;
         }
-        let mut digits = [0u8; 3];
-        let mut at = digits.len();
-        let mut n = octet;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + n % 10;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        out.write_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"))?;
+        let len = dotted_into(chunk, &mut buf);
+        // Digits and dots only.
+        out.write_str(std::str::from_utf8(&buf[..len]).unwrap_or_default())?;
     }
     Ok(())
 }
@@ -64,6 +79,18 @@ mod tests {
             let mut out = String::new();
             write_dotted(&mut out, &octets).unwrap();
             assert_eq!(out, std::net::Ipv4Addr::from(octets).to_string());
+            let mut buf = [0u8; 15];
+            let len = dotted_into(&octets, &mut buf);
+            assert_eq!(&buf[..len], out.as_bytes());
+        }
+        let mut long = String::new();
+        write_dotted(&mut long, &[7; 17]).unwrap();
+        assert_eq!(long, ["7"; 17].join("."));
+        for octets in [&[1u8, 22, 133][..], &[]] {
+            let mut out = String::new();
+            write_dotted(&mut out, octets).unwrap();
+            let want: Vec<_> = octets.iter().map(u8::to_string).collect();
+            assert_eq!(out, want.join("."));
         }
     }
 }

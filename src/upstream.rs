@@ -90,7 +90,9 @@ impl UpstreamClient {
             let reused = pooled.is_some();
             let (mut sender, epoch) = match pooled {
                 Some(found) => found,
-                None => self.pool.connect(authority).await?,
+                // Boxed: a new connection is rare, and its future would otherwise
+                // make every exchange's future larger (and costlier to move).
+                None => Box::pin(self.pool.connect(authority)).await?,
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
@@ -120,7 +122,9 @@ impl Idle {
     /// Points the pool at `authority`: after a reload that changed it, the old
     /// connections go. Returns whether it changed.
     fn retarget(&mut self, authority: &Authority) -> bool {
-        if self.authority.as_ref() == Some(authority) {
+        // Compared as written (the config's spelling), not as `Authority::eq` does
+        // (case-insensitively): cheaper, and a respelt authority only empties the pool.
+        if self.authority.as_ref().map(Authority::as_str) == Some(authority.as_str()) {
             return false;
         }
         self.conns.clear();
@@ -268,7 +272,10 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 /// `X-Request-Id`: kept when the client sent a safe one, else generated.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// How many names [`HOP_BY_HOP`] holds.
+const HOP_BY_HOP_COUNT: usize = 9;
+
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -280,9 +287,36 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// The place of `name` in [`HOP_BY_HOP`], if it is there.
-fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
-    Some(match name.as_str() {
+/// Which of the headers the proxy acts on a message carries, found in one pass over
+/// its names: most messages carry none of them, and a hashed lookup per header would
+/// cost more than the pass.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Seen(u16);
+
+impl Seen {
+    /// Bit of `X-Request-Id`.
+    pub const REQUEST_ID: u16 = 1 << HOP_BY_HOP_COUNT;
+    /// Bit of the caller token header.
+    pub const CALLER: u16 = 1 << (HOP_BY_HOP_COUNT + 1);
+    /// Bit of `X-Forwarded-For`.
+    pub const FORWARDED_FOR: u16 = 1 << (HOP_BY_HOP_COUNT + 2);
+    const HOP_BY_HOP: u16 = (1 << HOP_BY_HOP_COUNT) - 1;
+
+    /// The headers of `h` the proxy acts on.
+    pub fn of(h: &HeaderMap) -> Seen {
+        Seen(h.keys().fold(0, |seen, name| seen | bit(name)))
+    }
+
+    /// Whether the header of `bit` is there.
+    pub fn has(self, bit: u16) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+/// The bit of `name` in [`Seen`]: the place in [`HOP_BY_HOP`] for those, then the
+/// request id, the caller token and `X-Forwarded-For`; 0 for every other header.
+fn bit(name: &HeaderName) -> u16 {
+    let place = match name.as_str() {
         "connection" => 0,
         "keep-alive" => 1,
         "proxy-connection" => 2,
@@ -292,40 +326,47 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
         "trailer" => 6,
         "transfer-encoding" => 7,
         "upgrade" => 8,
-        _ => return None,
-    })
+        "x-request-id" => 9,
+        "x-tarnkappe-caller" => 10,
+        "x-forwarded-for" => 11,
+        _ => return 0,
+    };
+    1 << place
 }
 
-/// Removes hop-by-hop headers, including those the Connection header names.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // One pass over the names: most messages carry none or only `Connection`, and a
-    // lookup per hop-by-hop name would cost more than the pass.
-    let mut present = 0u16;
-    for name in h.keys() {
-        if let Some(i) = hop_by_hop_index(name) {
-            present |= 1 << i;
-        }
-    }
+/// Removes hop-by-hop headers, including those the Connection header names; `seen`
+/// is [`Seen::of`] these headers.
+pub fn strip_hop_by_hop(h: &mut HeaderMap, seen: Seen) {
+    let present = seen.0 & Seen::HOP_BY_HOP;
     if present == 0 {
         return;
     }
     let mut named = Vec::new();
-    let tokens = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim);
-    for token in tokens {
-        // `keep-alive` goes anyway, `close` names no header.
-        if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
-            continue;
-        }
-        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-            named.push(name);
+    if present & 1 != 0 {
+        if let Ok(header::Entry::Occupied(connection)) = h.try_entry(header::CONNECTION) {
+            let (_, values) = connection.remove_entry_mult();
+            for value in values {
+                // `keep-alive` goes anyway, `close` names no header: the usual values.
+                let value = value.as_bytes();
+                if value.eq_ignore_ascii_case(b"keep-alive") || value.eq_ignore_ascii_case(b"close")
+                {
+                    continue;
+                }
+                let tokens = value.split(|b| *b == b',').map(<[u8]>::trim_ascii);
+                for token in tokens {
+                    if token.eq_ignore_ascii_case(b"keep-alive")
+                        || token.eq_ignore_ascii_case(b"close")
+                    {
+                        continue;
+                    }
+                    if let Ok(name) = HeaderName::from_bytes(token) {
+                        named.push(name);
+                    }
+                }
+            }
         }
     }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+    for (i, name) in HOP_BY_HOP.iter().enumerate().skip(1) {
         if present & (1 << i) != 0 {
             h.remove(name);
         }
@@ -335,16 +376,18 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// Adds `X-Forwarded-For/-Proto/-Host` and the request id.
+/// Adds `X-Forwarded-For/-Proto/-Host` and the request id; `seen` is [`Seen::of`]
+/// these headers.
 pub fn add_forwarding(
     h: &mut HeaderMap,
+    seen: Seen,
     client: SocketAddr,
     tls: bool,
     host: Option<HeaderValue>,
     request_id: HeaderValue,
 ) {
-    let mut xff = String::with_capacity(48);
-    if h.contains_key(&X_FORWARDED_FOR) {
+    let mut xff = String::new();
+    if seen.has(Seen::FORWARDED_FOR) {
         // Keep every earlier hop, across repeated header lines, in order.
         let hops = h
             .get_all(&X_FORWARDED_FOR)
@@ -358,8 +401,19 @@ pub fn add_forwarding(
             xff.push_str(", ");
         }
     }
-    push_ip(&mut xff, client.ip());
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
+    let value = match client.ip() {
+        // The usual case, written on the stack and copied once.
+        std::net::IpAddr::V4(v4) if xff.is_empty() => {
+            let mut buf = [0u8; 15];
+            let len = crate::text::dotted_into(&v4.octets(), &mut buf);
+            HeaderValue::from_bytes(&buf[..len])
+        }
+        ip => {
+            push_ip(&mut xff, ip);
+            HeaderValue::from_str(&xff)
+        }
+    };
+    if let Ok(v) = value {
         h.insert(X_FORWARDED_FOR, v);
     }
     let proto = if tls { "https" } else { "http" };
@@ -394,7 +448,8 @@ mod tests {
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
+        let seen = Seen::of(&h);
+        strip_hop_by_hop(&mut h, seen);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
 
@@ -402,16 +457,40 @@ mod tests {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
-        strip_hop_by_hop(&mut h);
+        let seen = Seen::of(&h);
+        strip_hop_by_hop(&mut h, seen);
         assert_eq!(h.keys().collect::<Vec<_>>(), [header::CONTENT_LENGTH]);
+
+        // Repeated Connection lines, mixed case and spacing.
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("Keep-Alive"));
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" X-One ,close,x-two"),
+        );
+        h.insert("x-one", HeaderValue::from_static("1"));
+        h.insert("x-two", HeaderValue::from_static("2"));
+        h.insert("x-three", HeaderValue::from_static("3"));
+        let seen = Seen::of(&h);
+        strip_hop_by_hop(&mut h, seen);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-three"]);
     }
 
     #[test]
-    fn hop_by_hop_index_matches_the_list() {
+    fn seen_bits_match_the_list_and_the_named_headers() {
         for (i, name) in HOP_BY_HOP.iter().enumerate() {
-            assert_eq!(hop_by_hop_index(name), Some(i));
+            assert_eq!(bit(name), 1 << i);
         }
-        assert_eq!(hop_by_hop_index(&header::CONTENT_TYPE), None);
+        assert_eq!(bit(&X_REQUEST_ID), Seen::REQUEST_ID);
+        assert_eq!(bit(&crate::config::CALLER_HEADER), Seen::CALLER);
+        assert_eq!(bit(&X_FORWARDED_FOR), Seen::FORWARDED_FOR);
+        assert_eq!(bit(&header::CONTENT_TYPE), 0);
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1"));
+        let seen = Seen::of(&h);
+        assert!(seen.has(Seen::FORWARDED_FOR) && seen.has(1 << 5));
+        assert!(!seen.has(Seen::REQUEST_ID) && !seen.has(Seen::CALLER));
     }
 
     #[test]
@@ -440,10 +519,40 @@ mod tests {
         );
         h.append(X_FORWARDED_FOR, HeaderValue::from_static(" 192.0.2.3 "));
         let client = SocketAddr::from(([10, 1, 2, 3], 4000));
-        add_forwarding(&mut h, client, true, None, HeaderValue::from_static("id-1"));
+        let seen = Seen::of(&h);
+        add_forwarding(
+            &mut h,
+            seen,
+            client,
+            true,
+            None,
+            HeaderValue::from_static("id-1"),
+        );
         let xff: Vec<_> = h.get_all(X_FORWARDED_FOR).iter().collect();
         assert_eq!(xff, ["203.0.113.1, 198.51.100.2, 192.0.2.3, 10.1.2.3"]);
         assert_eq!(h[X_FORWARDED_PROTO], "https");
         assert_eq!(h[X_REQUEST_ID], "id-1");
+
+        let mut h = HeaderMap::new();
+        add_forwarding(
+            &mut h,
+            Seen::default(),
+            client,
+            false,
+            None,
+            HeaderValue::from_static("id-2"),
+        );
+        assert_eq!(h[X_FORWARDED_FOR], "10.1.2.3");
+        assert_eq!(h[X_FORWARDED_PROTO], "http");
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 4000));
+        add_forwarding(
+            &mut h,
+            Seen::default(),
+            v6,
+            false,
+            None,
+            HeaderValue::from_static("id-3"),
+        );
+        assert_eq!(h[X_FORWARDED_FOR], "::1");
     }
 }

@@ -12,7 +12,7 @@ use super::raw::RawCaller;
 use crate::flowlog::ConfigStr;
 
 /// The request header that carries a caller's token.
-pub const CALLER_HEADER: &str = "x-tarnkappe-caller";
+pub const CALLER_HEADER: http::HeaderName = http::HeaderName::from_static("x-tarnkappe-caller");
 
 /// The configured callers.
 #[derive(Debug, Clone, Default)]

@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Limited};
 
 use crate::body::Body;
 use crate::error::ProxyError;
+use crate::timer::Wheel;
 
 /// The body kinds a rule route distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +69,9 @@ pub fn declared_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// Reads a whole body of at most `max` bytes within `timeout`.
+/// Reads a whole body of at most `max` bytes within `timeout` (kept on `wheel`).
 pub async fn read_capped(
+    wheel: &Wheel,
     body: Body,
     h: &HeaderMap,
     max: u64,
@@ -79,11 +81,14 @@ pub async fn read_capped(
         return Err(ProxyError::TooLarge);
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(ProxyError::BodyTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if is_length_limit(&*e) => Err(ProxyError::TooLarge),
-        Ok(Err(_)) => Err(ProxyError::BodyRead),
+    match wheel
+        .within(timeout, Limited::new(body, limit).collect())
+        .await
+    {
+        None => Err(ProxyError::BodyTimeout),
+        Some(Ok(collected)) => Ok(collected.to_bytes()),
+        Some(Err(e)) if is_length_limit(&*e) => Err(ProxyError::TooLarge),
+        Some(Err(_)) => Err(ProxyError::BodyRead),
     }
 }
 

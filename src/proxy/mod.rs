@@ -11,7 +11,6 @@ mod exchange;
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -27,8 +26,9 @@ use crate::crypto::Keyring;
 use crate::error::ProxyError;
 use crate::flowlog::RequestId;
 use crate::route::{path, Conceal, OpenFailure, Route};
+use crate::timer::{HyperTimer, Wheel};
 use crate::transform::{form, request, response};
-use crate::upstream::{self, UpstreamClient};
+use crate::upstream::{self, Seen, UpstreamClient};
 use body_read::{read_capped, BodyKind};
 
 /// One loaded config and keyring; requests finish on the snapshot they started with.
@@ -66,6 +66,9 @@ pub struct Proxy {
 pub struct Worker {
     proxy: Arc<Proxy>,
     client: UpstreamClient,
+    /// The listener's deadlines: upstream answers, rule routes' body reads, and (through
+    /// [`Worker::timer`]) request heads.
+    wheel: Arc<Wheel>,
     pinned: Mutex<Arc<Pinned>>,
 }
 
@@ -117,13 +120,15 @@ impl Proxy {
             .clone()
     }
 
-    /// A handle for one listener, with its own upstream pool.
+    /// A handle for one listener, with its own upstream pool and timer wheel (whose task
+    /// runs on the current runtime).
     pub fn worker(self: &Arc<Self>) -> Arc<Worker> {
         let generation = self.generation.load(Ordering::Acquire);
         let snap = self.snapshot();
         Arc::new(Worker {
             proxy: self.clone(),
             client: upstream::client(snap.config.upstream.connect_timeout),
+            wheel: Wheel::start(),
             pinned: Mutex::new(Arc::new(Pinned::new(generation, snap))),
         })
     }
@@ -165,18 +170,23 @@ impl Drop for InFlight<'_> {
 }
 
 impl Worker {
+    /// This listener's timer, for hyper.
+    pub fn timer(&self) -> HyperTimer {
+        HyperTimer(self.wheel.clone())
+    }
+
     /// Handles one exchange; always answers, and always records.
     pub fn handle<B>(
         self: Arc<Self>,
         req: Request<B>,
         conn: Conn,
-    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>
+    ) -> impl Future<Output = Response<Body>> + Send
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let req = req.map(body::boxed);
-        Box::pin(self.handle_boxed(req, conn))
+        // Not boxed: hyper keeps one place per connection for the exchange in flight.
+        self.handle_boxed(req.map(body::boxed), conn)
     }
 
     /// This worker's hold on the current snapshot, renewed after a reload.
@@ -193,26 +203,33 @@ impl Worker {
         let started = Instant::now();
         let pinned = self.pinned();
         let snap = &pinned.snap;
+        let seen = Seen::of(req.headers());
         // A safe id the client sent travels on as it came; otherwise a fresh one.
-        let kept = req.headers().get(&upstream::X_REQUEST_ID).and_then(|v| {
-            let id = RequestId::sanitize(v.to_str().ok()?)?;
-            Some((id, v.clone()))
-        });
+        let kept = seen
+            .has(Seen::REQUEST_ID)
+            .then(|| req.headers().get(&upstream::X_REQUEST_ID))
+            .flatten()
+            .and_then(|v| {
+                let id = RequestId::sanitize(v.to_str().ok()?)?;
+                Some((id, v.clone()))
+            });
         let (request_id, id_header) = kept.unwrap_or_else(|| {
             let id = RequestId::generate();
-            let v = HeaderValue::from_str(id.as_str()).unwrap_or(HeaderValue::from_static("-"));
+            let v = id_header(&id);
             (id, v)
         });
         let mut ex = Exchange::new(request_id, req.method().clone(), conn.peer, started);
         ex.tls = conn.tls;
-        ex.caller = req
-            .headers()
-            .get(CALLER_HEADER)
-            .and_then(|token| snap.config.callers.identify(token.as_bytes()))
-            .cloned();
+        if seen.has(Seen::CALLER) {
+            ex.caller = req
+                .headers()
+                .get(CALLER_HEADER)
+                .and_then(|token| snap.config.callers.identify(token.as_bytes()))
+                .cloned();
+        }
         let slot = InFlight::take(&self.proxy.in_flight);
         let outcome = if slot.before < snap.config.limits.max_in_flight {
-            self.exchange(&pinned, req, id_header.clone(), &mut ex)
+            self.exchange(&pinned, req, seen, id_header.clone(), &mut ex)
                 .await
         } else {
             Err(ProxyError::Overloaded)
@@ -236,6 +253,7 @@ impl Worker {
         &self,
         pinned: &Pinned,
         req: Request<Body>,
+        seen: Seen,
         id_header: HeaderValue,
         ex: &mut Exchange,
     ) -> Result<Response<Body>, ProxyError> {
@@ -263,19 +281,20 @@ impl Worker {
             None => target.query().map(Cow::Borrowed),
         };
         let body = match rules.filter(|r| !r.rules.fields.is_empty()) {
-            Some(route) => match self
-                .transform_request(snap, route, &parts, body, ex)
-                .await?
-            {
-                Rewritten::Kept(body) => body,
-                Rewritten::New { chunks, len } => {
-                    // The splice changed the length: say the new one.
-                    parts
-                        .headers
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                    body::chunks(chunks)
+            // Boxed, as the response opening below: routes without rules then carry
+            // a small future.
+            Some(route) => {
+                match Box::pin(self.transform_request(snap, route, &parts, body, ex)).await? {
+                    Rewritten::Kept(body) => body,
+                    Rewritten::New { chunks, len } => {
+                        // The splice changed the length: say the new one.
+                        parts
+                            .headers
+                            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                        body::chunks(chunks)
+                    }
                 }
-            },
+            }
             None => body,
         };
         // The client's host: Host on HTTP/1.1, the URI authority on HTTP/2. Read it
@@ -285,11 +304,22 @@ impl Worker {
             .get(header::HOST)
             .cloned()
             .or_else(|| authority_header(&target));
-        parts.uri = upstream_uri(config, &normalized, query.as_deref())?;
-        upstream::strip_hop_by_hop(&mut parts.headers);
-        // A caller's token is for us alone.
-        parts.headers.remove(CALLER_HEADER);
-        upstream::add_forwarding(&mut parts.headers, ex.peer, ex.tls, host, id_header);
+        parts.uri = match (&normalized, &query) {
+            // The path and query as the client wrote them: sent on as they are.
+            (Cow::Borrowed(_), None | Some(Cow::Borrowed(_)))
+                if config.upstream.base_path.is_empty() =>
+            {
+                origin_form(&target)?
+            }
+            _ => upstream_uri(config, &normalized, query.as_deref())?,
+        };
+        upstream::strip_hop_by_hop(&mut parts.headers, seen);
+        if seen.has(Seen::CALLER) {
+            // A caller's token is for us alone.
+            parts.headers.remove(CALLER_HEADER);
+        }
+        let (peer, tls) = (ex.peer, ex.tls);
+        upstream::add_forwarding(&mut parts.headers, seen, peer, tls, host, id_header);
         parts
             .headers
             .insert(header::HOST, config.upstream.host.clone());
@@ -302,22 +332,25 @@ impl Worker {
         }
         parts.version = Version::HTTP_11;
         let upstream_started = Instant::now();
-        let answer = tokio::time::timeout(
-            config.upstream.timeout,
-            self.client
-                .send(&config.upstream.authority, Request::from_parts(parts, body)),
-        )
-        .await;
+        let answer = self
+            .wheel
+            .within(
+                config.upstream.timeout,
+                self.client
+                    .send(&config.upstream.authority, Request::from_parts(parts, body)),
+            )
+            .await;
         ex.upstream_time = Some(upstream_started.elapsed());
         let resp = match answer {
-            Err(_) => return Err(ProxyError::UpstreamTimeout),
-            Ok(Err(_)) => return Err(ProxyError::UpstreamFailed),
-            Ok(Ok(resp)) => resp,
+            None => return Err(ProxyError::UpstreamTimeout),
+            Some(Err(_)) => return Err(ProxyError::UpstreamFailed),
+            Some(Ok(resp)) => resp,
         };
         let (mut parts, body) = resp.into_parts();
-        upstream::strip_hop_by_hop(&mut parts.headers);
+        let seen = Seen::of(&parts.headers);
+        upstream::strip_hop_by_hop(&mut parts.headers, seen);
         match rules {
-            Some(route) => self.open_response(snap, route, parts, body, ex).await,
+            Some(route) => Box::pin(self.open_response(snap, route, parts, body, ex)).await,
             None => Ok(Response::from_parts(parts, body)),
         }
     }
@@ -363,7 +396,14 @@ impl Worker {
             BodyKind::Other => return Err(ProxyError::UnsupportedMediaType),
             BodyKind::Json | BodyKind::Form => {}
         }
-        let bytes = read_capped(body, &parts.headers, limits.max_body, limits.body_timeout).await?;
+        let bytes = read_capped(
+            &self.wheel,
+            body,
+            &parts.headers,
+            limits.max_body,
+            limits.body_timeout,
+        )
+        .await?;
         ex.bytes_in = bytes.len() as u64;
         let started = Instant::now();
         let out = match kind {
@@ -419,9 +459,15 @@ impl Worker {
             ex.response_passed_unopened = true;
             return Ok(Response::from_parts(parts, body));
         }
-        let bytes = read_capped(body, &parts.headers, limits.max_body, limits.body_timeout)
-            .await
-            .map_err(|_| ProxyError::UpstreamFailed)?;
+        let bytes = read_capped(
+            &self.wheel,
+            body,
+            &parts.headers,
+            limits.max_body,
+            limits.body_timeout,
+        )
+        .await
+        .map_err(|_| ProxyError::UpstreamFailed)?;
         let started = Instant::now();
         if !route.reveals_to(ex.caller.as_ref()) {
             let concealed = response::conceal_json(&bytes, limits.json);
@@ -501,6 +547,31 @@ fn upstream_uri(config: &Config, path: &str, query: Option<&str>) -> Result<Uri,
         pq.push_str(q);
     }
     Uri::try_from(pq).map_err(|_| ProxyError::BadPath(path::PathRefusal::BadCharacter))
+}
+
+/// The origin form (path and query) of the client's target.
+fn origin_form(target: &Uri) -> Result<Uri, ProxyError> {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = target.path_and_query().cloned();
+    Uri::from_parts(parts).map_err(|_| ProxyError::BadPath(path::PathRefusal::BadCharacter))
+}
+
+/// A generated request id as a header value. The values are cut from one buffer per
+/// thread, so that making one, and the copy that goes upstream, allocate nothing.
+fn id_header(id: &RequestId) -> HeaderValue {
+    thread_local! {
+        static IDS: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::default();
+    }
+    let bytes = IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        if ids.capacity() < RequestId::MAX_LEN {
+            *ids = bytes::BytesMut::with_capacity(64 * RequestId::MAX_LEN);
+        }
+        ids.extend_from_slice(id.as_str().as_bytes());
+        ids.split().freeze()
+    });
+    // A generated id is hex digits.
+    HeaderValue::from_maybe_shared(bytes).unwrap_or(HeaderValue::from_static("-"))
 }
 
 fn authority_header(uri: &Uri) -> Option<HeaderValue> {
