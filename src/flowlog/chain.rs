@@ -158,8 +158,13 @@ fn push_opt(out: &mut Vec<u8>, s: Option<&str>) {
 fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
-    // Nearly always: nothing to escape, checked in one pass the compiler vectorises.
-    if b.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\') {
+    // Nearly always: nothing to escape. Checked without stopping early, so that the
+    // compiler turns the pass into vector instructions (an early exit keeps it a byte
+    // at a time, which was most of the writer's serializing).
+    let special = b.iter().fold(false, |any, &c| {
+        any | (c < 0x20) | (c == b'"') | (c == b'\\')
+    });
+    if !special {
         out.extend_from_slice(b);
         out.push(b'"');
         return;
