@@ -196,6 +196,9 @@ impl Recorder {
         if let Some(route) = &ex.route {
             ev.route = Some(route.name);
             ev.path_template = Some(route.template.text);
+            // At most one entry per rule and per opened label: one allocation.
+            let most = route.rules.fields.len() + route.query_rules.fields.len();
+            ev.fields.reserve_exact(most + ex.response_opened.len());
             for (rule, count) in ex.request_counts(route) {
                 ev.fields.push(FieldEvent {
                     label: rule.label,
