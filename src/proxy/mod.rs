@@ -304,15 +304,12 @@ impl Worker {
             .get(header::HOST)
             .cloned()
             .or_else(|| authority_header(&target));
-        parts.uri = match (&normalized, &query) {
-            // The path and query as the client wrote them: sent on as they are.
-            (Cow::Borrowed(_), None | Some(Cow::Borrowed(_)))
-                if config.upstream.base_path.is_empty() =>
-            {
-                origin_form(&target)?
-            }
-            _ => upstream_uri(config, &normalized, query.as_deref())?,
-        };
+        parts.uri = forward_uri(
+            &config.upstream.base_path,
+            &target,
+            &normalized,
+            query.as_deref(),
+        )?;
         upstream::strip_hop_by_hop(&mut parts.headers, seen);
         if seen.has(Seen::CALLER) {
             // A caller's token is for us alone.
@@ -537,8 +534,31 @@ enum Rewritten {
 
 /// The origin-form target the upstream gets: its base path, the normalised path, the
 /// (transformed) query.
-fn upstream_uri(config: &Config, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
-    let base = &config.upstream.base_path;
+/// The upstream's target: the base path, the matched path and the (possibly rewritten)
+/// query. With no base path and the same path and query as the client's, that is the
+/// client's own path and query, shared rather than written out and parsed again.
+fn forward_uri(
+    base: &str,
+    target: &Uri,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Uri, ProxyError> {
+    let unchanged = |pq: &&http::uri::PathAndQuery| pq.path() == path && pq.query() == query;
+    if let Some(pq) = target
+        .path_and_query()
+        .filter(unchanged)
+        .filter(|_| base.is_empty())
+    {
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(pq.clone());
+        if let Ok(uri) = Uri::from_parts(parts) {
+            return Ok(uri);
+        }
+    }
+    upstream_uri(base, path, query)
+}
+
+fn upstream_uri(base: &str, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
     let mut pq = String::with_capacity(base.len() + path.len() + query.map_or(0, |q| q.len() + 1));
     pq.push_str(base);
     pq.push_str(path);
@@ -547,13 +567,6 @@ fn upstream_uri(config: &Config, path: &str, query: Option<&str>) -> Result<Uri,
         pq.push_str(q);
     }
     Uri::try_from(pq).map_err(|_| ProxyError::BadPath(path::PathRefusal::BadCharacter))
-}
-
-/// The origin form (path and query) of the client's target.
-fn origin_form(target: &Uri) -> Result<Uri, ProxyError> {
-    let mut parts = http::uri::Parts::default();
-    parts.path_and_query = target.path_and_query().cloned();
-    Uri::from_parts(parts).map_err(|_| ProxyError::BadPath(path::PathRefusal::BadCharacter))
 }
 
 /// A generated request id as a header value. The values are cut from one buffer per
@@ -577,4 +590,34 @@ fn id_header(id: &RequestId) -> HeaderValue {
 fn authority_header(uri: &Uri) -> Option<HeaderValue> {
     uri.authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(base: &str, target: &str, path: &str, query: Option<&str>) -> String {
+        let target: Uri = target.parse().unwrap();
+        forward_uri(base, &target, path, query).unwrap().to_string()
+    }
+
+    #[test]
+    fn the_upstream_target_is_origin_form_with_the_matched_path() {
+        // Unchanged: the client's own path and query (absolute form becomes origin form).
+        assert_eq!(forwarded("", "/a/b?x=1", "/a/b", Some("x=1")), "/a/b?x=1");
+        assert_eq!(forwarded("", "http://h:1/a?", "/a", Some("")), "/a?");
+        // Absolute form without a path: the normal path "/" is written out.
+        assert_eq!(forwarded("", "http://h:1", "/", None), "/");
+        // A base path, a normalised path or a rewritten query: written out.
+        assert_eq!(
+            forwarded("/base", "/a?x=1", "/a", Some("x=1")),
+            "/base/a?x=1"
+        );
+        assert_eq!(forwarded("", "/a/b/../c?q", "/a/c", Some("q")), "/a/c?q");
+        assert_eq!(
+            forwarded("", "/a?e=plain", "/a", Some("e=tk1.x")),
+            "/a?e=tk1.x"
+        );
+        assert_eq!(forwarded("", "/a?e=1", "/a", None), "/a");
+    }
 }
