@@ -296,11 +296,7 @@ impl<'a> Scanner<'a, '_> {
     /// Validates a value no rule can reach (request direction): the same grammar, depth,
     /// node and ciphertext checks, and the detectors, with no selection bookkeeping.
     fn skip(&mut self) -> Result<(), ScanError> {
-        self.nodes += 1;
-        if self.nodes > self.limits.max_nodes {
-            return Err(ScanError::TooManyNodes);
-        }
-        let start = self.i;
+        self.count_node()?;
         match self.b.get(self.i) {
             Some(b'{') => {
                 self.enter()?;
@@ -319,13 +315,14 @@ impl<'a> Scanner<'a, '_> {
                         }
                         self.i += 1;
                         self.ws();
-                        self.skip()?;
+                        self.skip_member()?;
                         if self.next_or_close(b'}')? {
                             break;
                         }
                     }
                 }
                 self.depth -= 1;
+                Ok(())
             }
             Some(b'[') => {
                 self.enter()?;
@@ -334,33 +331,56 @@ impl<'a> Scanner<'a, '_> {
                     self.i += 1;
                 } else {
                     loop {
-                        self.skip()?;
+                        self.skip_member()?;
                         if self.next_or_close(b']')? {
                             break;
                         }
                     }
                 }
                 self.depth -= 1;
+                Ok(())
             }
-            Some(b'"') => {
-                let escaped = self.string()?;
-                self.check_string(start, escaped, None, u32::MAX)?;
+            _ => self.skip_scalar(),
+        }
+    }
+
+    /// A member or element no rule can reach: containers through [`Scanner::skip`],
+    /// scalars (most values) right here, without a call per value.
+    #[inline(always)]
+    fn skip_member(&mut self) -> Result<(), ScanError> {
+        match self.b.get(self.i) {
+            Some(b'{' | b'[') => self.skip(),
+            _ => {
+                self.count_node()?;
+                self.skip_scalar()
             }
-            Some(b't') => {
-                self.literal(b"true", ValueType::Bool)?;
-            }
-            Some(b'f') => {
-                self.literal(b"false", ValueType::Bool)?;
-            }
-            Some(b'n') => {
-                self.literal(b"null", ValueType::Null)?;
-            }
-            Some(b'-' | b'0'..=b'9') => {
-                self.number_value(start)?;
-            }
-            _ => return self.malformed(),
+        }
+    }
+
+    #[inline(always)]
+    fn count_node(&mut self) -> Result<(), ScanError> {
+        self.nodes += 1;
+        if self.nodes > self.limits.max_nodes {
+            return Err(ScanError::TooManyNodes);
         }
         Ok(())
+    }
+
+    /// A string, literal or number no rule can reach (anything else is malformed).
+    #[inline(always)]
+    fn skip_scalar(&mut self) -> Result<(), ScanError> {
+        let start = self.i;
+        match self.b.get(self.i) {
+            Some(b'"') => {
+                let escaped = self.string()?;
+                self.check_string(start, escaped, None, u32::MAX)
+            }
+            Some(b't') => self.literal(b"true", ValueType::Bool).map(drop),
+            Some(b'f') => self.literal(b"false", ValueType::Bool).map(drop),
+            Some(b'n') => self.literal(b"null", ValueType::Null).map(drop),
+            Some(b'-' | b'0'..=b'9') => self.number_value(start),
+            _ => self.malformed(),
+        }
     }
 
     /// After a member or element: a comma (false, more follow) or the closing byte (true).
