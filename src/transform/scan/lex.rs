@@ -37,6 +37,7 @@ impl Scanner<'_, '_> {
 
     /// A number value starting at `start`: validated, and (request direction) shown to
     /// the card-number detector.
+    #[inline]
     pub(super) fn number_value(&mut self, start: usize) -> Result<(), ScanError> {
         self.number()?;
         if self.request {
@@ -188,6 +189,7 @@ impl Scanner<'_, '_> {
     }
 
     /// A string value just ended at `self.i`: refuse or record it if it is one of ours.
+    #[inline]
     pub(super) fn check_string(
         &mut self,
         start: usize,
