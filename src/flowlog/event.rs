@@ -280,6 +280,23 @@ impl ClientAddr {
     /// (HMAC-SHA256 over the address octets, first 16 bytes, as `h:` plus 32 hex digits).
     /// IPv4-mapped IPv6 addresses are treated as the IPv4 address they carry.
     pub fn from_ip(ip: IpAddr, mode: ClientAddrMode, hash_key: &[u8; 32]) -> ClientAddr {
+        type Last = Option<(IpAddr, ClientAddrMode, [u8; 32], ClientAddr)>;
+        thread_local! {
+            // A thread's exchanges mostly come from the same few addresses (a shop's
+            // frontend, its load balancer): the last result is reused for the same input.
+            static LAST: std::cell::RefCell<Last> = const { std::cell::RefCell::new(None) };
+        }
+        LAST.with_borrow_mut(|last| match last {
+            Some((i, m, k, out)) if *i == ip && *m == mode && k == hash_key => out.clone(),
+            _ => {
+                let out = Self::reduce(ip, mode, hash_key);
+                *last = Some((ip, mode, *hash_key, out.clone()));
+                out
+            }
+        })
+    }
+
+    fn reduce(ip: IpAddr, mode: ClientAddrMode, hash_key: &[u8; 32]) -> ClientAddr {
         use fmt::Write;
         let ip = ip.to_canonical();
         let mut out = ClientAddr {
@@ -456,6 +473,13 @@ mod tests {
         let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap();
         assert_eq!(keep(longest).as_str(), longest.to_string());
         assert_eq!(keep(v6).as_str(), "2001:db8:abcd:12::1");
+        // The same input again, and after another mode or key: never a stale answer.
+        for _ in 0..2 {
+            assert_eq!(cut(v4).as_str(), "203.0.113.0/24");
+            assert_eq!(keep(v4).as_str(), "203.0.113.77");
+            assert_eq!(hash(v4, &key), h);
+            assert_ne!(hash(v4, &[8u8; 32]), h);
+        }
     }
 
     #[test]
