@@ -2,13 +2,12 @@
 //! body that a rule route must buffer (Content-Length checked before reading, the
 //! stream limited while reading).
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::{header, HeaderMap};
 use http_body_util::{BodyExt, Limited};
 
 use crate::body::Body;
+use crate::config::BodyLimits;
 use crate::error::ProxyError;
 use crate::timer::Wheel;
 
@@ -69,20 +68,21 @@ pub fn declared_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// Reads a whole body of at most `max` bytes within `timeout` (kept on `wheel`).
+/// Reads a whole body of at most `limits.max_body` bytes within `limits.body_timeout`
+/// (kept on `wheel`).
 pub async fn read_capped(
     wheel: &Wheel,
     body: Body,
     h: &HeaderMap,
-    max: u64,
-    timeout: Duration,
+    limits: &BodyLimits,
 ) -> Result<Bytes, ProxyError> {
+    let max = limits.max_body;
     if declared_length(h).is_some_and(|n| n > max) {
         return Err(ProxyError::TooLarge);
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     match wheel
-        .within(timeout, Limited::new(body, limit).collect())
+        .within(limits.body_timeout, Limited::new(body, limit).collect())
         .await
     {
         None => Err(ProxyError::BodyTimeout),

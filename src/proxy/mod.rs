@@ -393,14 +393,7 @@ impl Worker {
             BodyKind::Other => return Err(ProxyError::UnsupportedMediaType),
             BodyKind::Json | BodyKind::Form => {}
         }
-        let bytes = read_capped(
-            &self.wheel,
-            body,
-            &parts.headers,
-            limits.max_body,
-            limits.body_timeout,
-        )
-        .await?;
+        let bytes = read_capped(&self.wheel, body, &parts.headers, limits).await?;
         ex.bytes_in = bytes.len() as u64;
         let started = Instant::now();
         let out = match kind {
@@ -456,15 +449,9 @@ impl Worker {
             ex.response_passed_unopened = true;
             return Ok(Response::from_parts(parts, body));
         }
-        let bytes = read_capped(
-            &self.wheel,
-            body,
-            &parts.headers,
-            limits.max_body,
-            limits.body_timeout,
-        )
-        .await
-        .map_err(|_| ProxyError::UpstreamFailed)?;
+        let bytes = read_capped(&self.wheel, body, &parts.headers, limits)
+            .await
+            .map_err(|_| ProxyError::UpstreamFailed)?;
         let started = Instant::now();
         if !route.reveals_to(ex.caller.as_ref()) {
             let concealed = response::conceal_json(&bytes, limits.json);
