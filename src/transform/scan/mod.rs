@@ -247,10 +247,7 @@ impl<'a> Scanner<'a, '_> {
             // without the bookkeeping selection needs.
             return self.skip();
         }
-        self.nodes += 1;
-        if self.nodes > self.limits.max_nodes {
-            return Err(ScanError::TooManyNodes);
-        }
+        self.count_node()?;
         let start = self.i;
         let mut escaped = false;
         let value_type = match self.b.get(self.i) {
@@ -357,6 +354,7 @@ impl<'a> Scanner<'a, '_> {
         }
     }
 
+    /// One more value; over `max_nodes`, the scan ends.
     #[inline(always)]
     fn count_node(&mut self) -> Result<(), ScanError> {
         self.nodes += 1;
