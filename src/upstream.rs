@@ -346,14 +346,12 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, seen: Seen) {
         if let Ok(header::Entry::Occupied(connection)) = h.try_entry(header::CONNECTION) {
             let (_, values) = connection.remove_entry_mult();
             for value in values {
-                // `keep-alive` goes anyway, `close` names no header: the usual values.
-                let value = value.as_bytes();
-                if value.eq_ignore_ascii_case(b"keep-alive") || value.eq_ignore_ascii_case(b"close")
+                for token in value
+                    .as_bytes()
+                    .split(|b| *b == b',')
+                    .map(<[u8]>::trim_ascii)
                 {
-                    continue;
-                }
-                let tokens = value.split(|b| *b == b',').map(<[u8]>::trim_ascii);
-                for token in tokens {
+                    // `keep-alive` goes anyway, `close` names no header.
                     if token.eq_ignore_ascii_case(b"keep-alive")
                         || token.eq_ignore_ascii_case(b"close")
                     {
