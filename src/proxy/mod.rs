@@ -315,8 +315,7 @@ impl Worker {
             // A caller's token is for us alone.
             parts.headers.remove(CALLER_HEADER);
         }
-        let (peer, tls) = (ex.peer, ex.tls);
-        upstream::add_forwarding(&mut parts.headers, seen, peer, tls, host, id_header);
+        upstream::add_forwarding(&mut parts.headers, seen, ex.peer, ex.tls, host, id_header);
         parts
             .headers
             .insert(header::HOST, config.upstream.host.clone());
