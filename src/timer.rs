@@ -134,8 +134,7 @@ impl Wheel {
         let ticks = u64::try_from(ticks).unwrap_or(u64::MAX / 2);
         Deadline {
             due: self.ticks.load(Ordering::Acquire).saturating_add(ticks + 2),
-            key: None,
-            passed: false,
+            state: State::Unarmed,
         }
     }
 
@@ -179,43 +178,51 @@ async fn tick(wheel: Weak<Wheel>) {
     }
 }
 
-/// One deadline's state on a wheel.
+/// One deadline on a wheel.
 struct Deadline {
     due: u64,
-    key: Option<Key>,
-    passed: bool,
+    state: State,
+}
+
+/// Where a deadline stands.
+enum State {
+    /// Not polled yet.
+    Unarmed,
+    /// Waiting in the wheel's entry named by the key.
+    Armed(Key),
+    /// Fired.
+    Passed,
 }
 
 impl Deadline {
     fn poll(&mut self, wheel: &Wheel, cx: &mut Context<'_>) -> Poll<()> {
-        if self.passed {
-            return Poll::Ready(());
-        }
-        let mut slots = wheel.lock();
-        match self.key {
-            None => {
-                self.key = Some(slots.arm(self.due, cx.waker().clone()));
+        let key = match self.state {
+            State::Passed => return Poll::Ready(()),
+            State::Unarmed => {
+                let key = wheel.lock().arm(self.due, cx.waker().clone());
+                self.state = State::Armed(key);
+                return Poll::Pending;
+            }
+            State::Armed(key) => key,
+        };
+        match wheel.lock().armed(key) {
+            Some(waker) => {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
                 Poll::Pending
             }
-            Some(key) => match slots.armed(key) {
-                Some(waker) => {
-                    if !waker.will_wake(cx.waker()) {
-                        waker.clone_from(cx.waker());
-                    }
-                    Poll::Pending
-                }
-                // Only the wheel frees an entry while its key is held: it fired.
-                None => {
-                    self.key = None;
-                    self.passed = true;
-                    Poll::Ready(())
-                }
-            },
+            // Only the wheel frees an entry while its key is held: it fired.
+            None => {
+                self.state = State::Passed;
+                Poll::Ready(())
+            }
         }
     }
 
     fn disarm(&mut self, wheel: &Wheel) {
-        if let Some(key) = self.key.take() {
+        if let State::Armed(key) = self.state {
+            self.state = State::Unarmed;
             wheel.lock().disarm(key);
         }
     }
