@@ -1,5 +1,6 @@
 //! Small text writers shared by the hot paths (forwarding headers, flow events) and the
-//! tools: lowercase hex and dotted decimal octets, without `fmt`'s machinery.
+//! tools: lowercase hex, decimal numbers and dotted decimal octets, without `fmt`'s
+//! machinery.
 
 use std::fmt;
 
@@ -22,25 +23,34 @@ pub fn hex(bytes: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// `n` in decimal digits, written at the end of `buf`.
+pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        // A digit.
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
 /// Writes octets as decimal numbers joined by dots into `out` (at least four bytes an
 /// octet, less one) and returns how many bytes it wrote.
 pub fn dotted_into(octets: &[u8], out: &mut [u8]) -> usize {
     let mut at = 0;
+    let mut buf = [0u8; 20];
     for (i, &octet) in octets.iter().enumerate() {
         if i > 0 {
             out[at] = b'.';
             at += 1;
         }
-        if octet >= 100 {
-            out[at] = b'0' + octet / 100;
-            at += 1;
-        }
-        if octet >= 10 {
-            out[at] = b'0' + octet / 10 % 10;
-            at += 1;
-        }
-        out[at] = b'0' + octet % 10;
-        at += 1;
+        let digits = decimal(u64::from(octet), &mut buf);
+        out[at..at + digits.len()].copy_from_slice(digits);
+        at += digits.len();
     }
     at
 }
@@ -67,6 +77,10 @@ mod tests {
     #[test]
     fn hex_and_dotted_octets() {
         assert_eq!(hex(&[0, 0xab, 0x1f]), "00ab1f");
+        let mut buf = [0u8; 20];
+        for n in [0, 7, 10, 255, 1_000_001, u64::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
+        }
         let mut two = [0u8; 2];
         hex_into(&[0x7f], &mut two);
         assert_eq!(&two, b"7f");
