@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -201,21 +202,29 @@ impl Metrics {
             series.requests[m][c]
                 .get_or_insert_with(|| self.requests.with_label_values(&[route, method, class]))
                 .inc();
-            series
-                .request_duration
-                .get_or_insert_with(|| self.request_duration.with_label_values(&[route]))
-                .observe(ex.started.elapsed().as_secs_f64());
+            let elapsed = ex.started.elapsed();
+            observe(
+                &mut series.request_duration,
+                &self.request_duration,
+                route,
+                elapsed,
+            );
             if let Some(up) = ex.upstream_time {
-                series
-                    .upstream_duration
-                    .get_or_insert_with(|| self.upstream_duration.with_label_values(&[route]))
-                    .observe(up.as_secs_f64());
+                observe(
+                    &mut series.upstream_duration,
+                    &self.upstream_duration,
+                    route,
+                    up,
+                );
             }
             if transformed {
-                series
-                    .transform_duration
-                    .get_or_insert_with(|| self.transform_duration.with_label_values(&[route]))
-                    .observe(ex.transform_time.as_secs_f64());
+                let took = ex.transform_time;
+                observe(
+                    &mut series.transform_duration,
+                    &self.transform_duration,
+                    route,
+                    took,
+                );
             }
             if let Some(r) = &ex.route {
                 // Body rules by their index in the route, then query rules after them.
@@ -287,6 +296,13 @@ impl Metrics {
             }
         }
     }
+}
+
+/// Observes `took` on a route's histogram of `family`, looked up on first use.
+fn observe(cached: &mut Option<Histogram>, family: &HistogramVec, route: &str, took: Duration) {
+    cached
+        .get_or_insert_with(|| family.with_label_values(&[route]))
+        .observe(took.as_secs_f64());
 }
 
 /// Standard methods keep their name; anything else is `OTHER` (bounded labels). With
