@@ -29,4 +29,5 @@ mod swap;
 mod tls;
 mod upstream_faults;
 mod upstream_pool;
+mod upstream_wire;
 mod workers;
