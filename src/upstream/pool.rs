@@ -17,9 +17,11 @@ use super::UpstreamError;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// At most this many idle connections are kept per listener.
 const MAX_IDLE: usize = 256;
-/// A read asks the kernel for at least this much room.
+/// A read asks the kernel for at least this much room ...
 const READ_CHUNK: usize = 16 * 1024;
-/// Below this much free room, the read buffer grows by [`READ_CHUNK`] first.
+/// ... and, while reads keep filling it (a large answer), up to this much.
+const READ_MAX: usize = 256 * 1024;
+/// Below this much free room, the read buffer grows first.
 const MIN_ROOM: usize = 2 * 1024;
 /// A read buffer larger than this (after a large answer) is not kept while idle.
 const KEEP_BUFFER: usize = 64 * 1024;
@@ -35,6 +37,8 @@ pub(super) struct Conn {
     pub epoch: u64,
     /// Whether it carried an exchange before this one.
     pub reused: bool,
+    /// Room the next read asks for: doubled while reads fill it, up to [`READ_MAX`].
+    read_size: usize,
 }
 
 impl Conn {
@@ -45,15 +49,25 @@ impl Conn {
             wbuf: BytesMut::with_capacity(1024),
             epoch,
             reused: false,
+            read_size: READ_CHUNK,
         }
     }
 
     /// Reads what the backend has sent into the read buffer: Ready(0) at its end.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         if self.rbuf.capacity() - self.rbuf.len() < MIN_ROOM {
-            self.rbuf.reserve(READ_CHUNK);
+            self.rbuf.reserve(self.read_size);
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf)
+        let room = self.rbuf.capacity() - self.rbuf.len();
+        let read = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf);
+        if let Poll::Ready(Ok(n)) = read {
+            self.read_size = if n == room {
+                (self.read_size * 2).min(READ_MAX)
+            } else {
+                READ_CHUNK
+            };
+        }
+        read
     }
 
     /// Whether an idle connection can carry a request: not when the backend closed
