@@ -27,14 +27,6 @@ impl Scanner<'_, '_> {
         }
     }
 
-    pub(super) fn digits(&mut self) -> usize {
-        let start = self.i;
-        while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-            self.i += 1;
-        }
-        self.i - start
-    }
-
     /// A number value starting at `start`: validated, and (request direction) shown to
     /// the card-number detector.
     #[inline]
@@ -48,33 +40,54 @@ impl Scanner<'_, '_> {
         Ok(())
     }
 
+    /// A number, walked with a local index (kept in a register): about 1,300 per
+    /// 64 KB document.
+    #[inline(always)]
     fn number(&mut self) -> Result<(), ScanError> {
-        if self.b[self.i] == b'-' {
-            self.i += 1;
+        let b = self.b;
+        let mut i = self.i;
+        if b[i] == b'-' {
+            i += 1;
         }
-        match self.b.get(self.i) {
-            Some(b'0') => self.i += 1,
+        let ok = match b.get(i) {
+            Some(b'0') => {
+                i += 1;
+                true
+            }
             Some(b'1'..=b'9') => {
-                self.digits();
+                i = digits_end(b, i + 1);
+                true
             }
-            _ => return self.malformed(),
+            _ => false,
+        };
+        let ok = ok && {
+            if b.get(i) == Some(&b'.') {
+                let start = i + 1;
+                i = digits_end(b, start);
+                i > start
+            } else {
+                true
+            }
+        };
+        let ok = ok && {
+            if let Some(b'e' | b'E') = b.get(i) {
+                i += 1;
+                if let Some(b'+' | b'-') = b.get(i) {
+                    i += 1;
+                }
+                let start = i;
+                i = digits_end(b, start);
+                i > start
+            } else {
+                true
+            }
+        };
+        self.i = i;
+        if ok {
+            Ok(())
+        } else {
+            self.malformed()
         }
-        if self.b.get(self.i) == Some(&b'.') {
-            self.i += 1;
-            if self.digits() == 0 {
-                return self.malformed();
-            }
-        }
-        if let Some(b'e' | b'E') = self.b.get(self.i) {
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.b.get(self.i) {
-                self.i += 1;
-            }
-            if self.digits() == 0 {
-                return self.malformed();
-            }
-        }
-        Ok(())
     }
 
     /// Validates a string value starting at `self.i` (the quote); returns whether it
@@ -226,6 +239,15 @@ impl Scanner<'_, '_> {
         });
         Ok(())
     }
+}
+
+/// Where the run of ASCII digits from `i` ends.
+#[inline(always)]
+fn digits_end(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
