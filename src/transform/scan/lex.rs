@@ -202,7 +202,7 @@ impl Scanner<'_, '_> {
     }
 
     /// A string value just ended at `self.i`: refuse or record it if it is one of ours.
-    #[inline]
+    #[inline(always)]
     pub(super) fn check_string(
         &mut self,
         start: usize,
