@@ -115,14 +115,24 @@ impl Outgoing {
                 }
             }
             // Waiting for the client's body or for room in the socket: the backend
-            // may answer before it has read everything (a refusal, say).
+            // may answer before it has read everything (a refusal, say). Interim
+            // answers (`100 Continue`) are dropped and the request goes on.
             if self.started {
-                match conn.poll_fill(cx) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                        return Poll::Ready(Err(SendError::Write))
+                loop {
+                    match conn.poll_fill(cx) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                            return Poll::Ready(Err(SendError::Write))
+                        }
+                        Poll::Ready(Ok(_)) => loop {
+                            match wire::early(&conn.rbuf) {
+                                wire::Early::Interim(len) => conn.rbuf.advance(len),
+                                // The rest of the head comes with a later read.
+                                wire::Early::Partial => break,
+                                wire::Early::Final => return Poll::Ready(Ok(Sent::Early)),
+                            }
+                        },
+                        Poll::Pending => break,
                     }
-                    Poll::Ready(Ok(_)) => return Poll::Ready(Ok(Sent::Early)),
-                    Poll::Pending => {}
                 }
             }
             return Poll::Pending;

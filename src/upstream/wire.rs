@@ -239,6 +239,35 @@ pub fn parse_head(buf: &mut BytesMut, to_head: bool) -> Result<Option<Head>, Mal
     }))
 }
 
+/// What the start of an answer that arrived while the request was still being
+/// written is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Early {
+    /// Not a whole head yet.
+    Partial,
+    /// A whole interim (1xx, not 101) head of this many bytes: the request goes on.
+    Interim(usize),
+    /// The final answer (or bytes that are not a head): the request stops here.
+    Final,
+}
+
+/// Looks at the start of `buf` without taking anything.
+pub fn early(buf: &[u8]) -> Early {
+    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut answer = httparse::Response::new(&mut lines);
+    match answer.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => Early::Partial,
+        Ok(httparse::Status::Complete(len))
+            if answer
+                .code
+                .is_some_and(|c| (100..200).contains(&c) && c != 101) =>
+        {
+            Early::Interim(len)
+        }
+        _ => Early::Final,
+    }
+}
+
 /// A Content-Length value (a list of equal numbers is one number), checked against
 /// an earlier line's.
 fn content_length(value: &[u8], earlier: Option<u64>) -> Result<u64, Malformed> {

@@ -21,6 +21,8 @@ enum Reads {
     Whole,
     /// The head only: it answers at once and then reads nothing more for a while.
     HeadOnly,
+    /// The head, then `100 Continue` at once, then the body.
+    Continue,
 }
 
 /// A backend that answers every request with `answer`, written `piece` bytes at a
@@ -91,6 +93,13 @@ async fn read_request(stream: &mut BufReader<TcpStream>, reads: Reads) -> Option
     }
     if reads == Reads::HeadOnly {
         return Some(Vec::new());
+    }
+    if reads == Reads::Continue {
+        stream
+            .get_mut()
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .ok()?;
     }
     let mut body = Vec::new();
     if !chunked {
@@ -205,6 +214,31 @@ async fn a_refusal_before_the_body_was_read_reaches_the_client() {
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "not held until a timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_continue_during_a_large_upload_does_not_stop_it() {
+    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    let (addr, _, bodies) = backend(answer, 1024, Reads::Continue, false).await;
+    let stack = Stack::builder()
+        .upstream_at(addr)
+        .upstream_timeout("5s")
+        .start()
+        .await;
+    // Far more than the sockets hold: the backend's 100 arrives mid-upload.
+    let upload: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let head = format!(
+        "POST /api/upload HTTP/1.1\r\nHost: shop\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        upload.len()
+    );
+    let reply = stack.raw_streaming(head, upload.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.text(), "ok");
+    assert!(
+        bodies.lock().expect("lock")[0] == upload,
+        "the whole upload arrived"
     );
 }
 

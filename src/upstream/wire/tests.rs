@@ -243,3 +243,18 @@ fn broken_chunked_bodies_are_errors() {
         Err(Malformed::Chunk)
     ));
 }
+
+#[test]
+fn an_early_answer_is_told_apart_without_taking_it() {
+    assert_eq!(early(b""), Early::Partial);
+    assert_eq!(early(b"HTTP/1.1 100 Cont"), Early::Partial);
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 413";
+    assert_eq!(early(interim), Early::Interim(25));
+    assert_eq!(
+        early(b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n"),
+        Early::Interim(40)
+    );
+    assert_eq!(early(b"HTTP/1.1 413 Too Large\r\n\r\n"), Early::Final);
+    assert_eq!(early(b"HTTP/1.1 101 Switching\r\n\r\n"), Early::Final);
+    assert_eq!(early(b"garbage\r\n\r\n"), Early::Final);
+}
