@@ -8,7 +8,8 @@
 //! 4. `transform` reads a capped body and applies the route's field rules
 //!    (encrypt, redact, mask, hash, drop) by splicing new values into the original bytes.
 //! 5. `crypto` seals and opens field values (envelope format, keyring).
-//! 6. `upstream` forwards to the backend through a pooled client.
+//! 6. `upstream` forwards to the backend with its own HTTP/1.1 client over pooled
+//!    keep-alive connections, in the task of the exchange.
 //! 7. On the way back, `transform` opens every ciphertext of ours in a JSON response.
 //! 8. `flowlog` writes one value-free event per exchange; `metrics` counts it.
 //!
