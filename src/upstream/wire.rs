@@ -154,9 +154,16 @@ pub struct Head {
 /// head is incomplete. An interim (1xx) answer comes back like any other; the caller
 /// drops it and reads on.
 pub fn parse_head(buf: &mut BytesMut, to_head: bool) -> Result<Option<Head>, Malformed> {
-    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut answer = httparse::Response::new(&mut lines);
-    let len = match answer.parse(buf) {
+    // Left uninitialised: httparse fills what it uses (3 KiB not cleared per answer).
+    let mut lines =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut answer = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut answer,
+        buf,
+        &mut lines,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(Malformed::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
