@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+use crate::support::raw::read_request_head;
 use crate::support::Stack;
 
 /// How the backend treats a connection after each answer.
@@ -44,15 +45,19 @@ async fn serve(stream: tokio::net::TcpStream, after: AfterAnswer) {
     loop {
         let head = match after {
             AfterAnswer::IdleClose => {
-                match tokio::time::timeout(Duration::from_millis(50), read_head(&mut stream)).await
+                match tokio::time::timeout(
+                    Duration::from_millis(50),
+                    read_request_head(&mut stream),
+                )
+                .await
                 {
                     Ok(head) => head,
                     Err(_) => return, // idle too long: close without a word
                 }
             }
-            _ => read_head(&mut stream).await,
+            _ => read_request_head(&mut stream).await,
         };
-        let Some(length) = head else { return };
+        let Some((length, _)) = head else { return };
         let mut body = vec![0; length];
         if stream.read_exact(&mut body).await.is_err() {
             return;
@@ -64,26 +69,6 @@ async fn serve(stream: tokio::net::TcpStream, after: AfterAnswer) {
         );
         if stream.get_mut().write_all(answer.as_bytes()).await.is_err() || close {
             return;
-        }
-    }
-}
-
-/// Reads a request head; returns its Content-Length (0 when absent), None at EOF.
-async fn read_head(stream: &mut BufReader<tokio::net::TcpStream>) -> Option<usize> {
-    let mut length = 0;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if stream.read_line(&mut line).await.ok()? == 0 {
-            return None;
-        }
-        if line == "\r\n" {
-            return Some(length);
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().ok()?;
-            }
         }
     }
 }

@@ -12,6 +12,7 @@ use http::{Method, StatusCode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::support::raw::read_request_head;
 use crate::support::Stack;
 
 /// How the backend reads each request before it answers.
@@ -75,22 +76,7 @@ async fn backend(
 
 /// Reads one request; returns its body (empty when `reads` is HeadOnly), None at EOF.
 async fn read_request(stream: &mut BufReader<TcpStream>, reads: Reads) -> Option<Vec<u8>> {
-    let (mut length, mut chunked) = (0, false);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if stream.read_line(&mut line).await.ok()? == 0 {
-            return None;
-        }
-        if line == "\r\n" {
-            break;
-        }
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().ok()?;
-        }
-        chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
-    }
+    let (length, chunked) = read_request_head(stream).await?;
     if reads == Reads::HeadOnly {
         return Some(Vec::new());
     }
@@ -102,6 +88,7 @@ async fn read_request(stream: &mut BufReader<TcpStream>, reads: Reads) -> Option
             .ok()?;
     }
     let mut body = Vec::new();
+    let mut line = String::new();
     if !chunked {
         body.resize(length, 0);
         stream.read_exact(&mut body).await.ok()?;

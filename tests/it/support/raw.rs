@@ -177,3 +177,27 @@ pub fn chunked(body: &[u8], size: usize) -> Vec<u8> {
     out.extend_from_slice(b"0\r\n\r\n");
     out
 }
+
+/// Reads a request head from a hand-written backend's connection; returns its
+/// Content-Length (0 when absent) and whether it is chunked, None at EOF.
+pub async fn read_request_head(
+    stream: &mut tokio::io::BufReader<TcpStream>,
+) -> Option<(usize, bool)> {
+    use tokio::io::AsyncBufReadExt as _;
+    let (mut length, mut chunked) = (0, false);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stream.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            return Some((length, chunked));
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().ok()?;
+        }
+        chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
+    }
+}
