@@ -264,3 +264,38 @@ async fn uploads_of_unknown_length_go_upstream_chunked_and_arrive_whole() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(bodies.lock().expect("lock")[0], data);
 }
+
+/// A large answer, chunked in uneven pieces or ended by closing, arrives bit for bit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_chunked_and_close_delimited_answers_arrive_bit_identical() {
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut chunked = b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let mut at = 0;
+    for size in [1usize, 10, 4095, 65_536, 300_000].iter().cycle() {
+        let end = (at + size).min(data.len());
+        chunked.extend_from_slice(format!("{:x}\r\n", end - at).as_bytes());
+        chunked.extend_from_slice(&data[at..end]);
+        chunked.extend_from_slice(b"\r\n");
+        at = end;
+        if at == data.len() {
+            break;
+        }
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let mut closed = b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\r\n".to_vec();
+    closed.extend_from_slice(&data);
+    for (answer, close) in [(chunked, false), (closed, true)] {
+        let answer: &'static [u8] = Box::leak(answer.into_boxed_slice());
+        let (addr, _, _) = backend(answer, 200_000, Reads::Whole, close).await;
+        let stack = Stack::builder().upstream_at(addr).start().await;
+        for _ in 0..2 {
+            let reply = stack.get("/api/export").await;
+            assert_eq!(reply.status, StatusCode::OK);
+            assert!(
+                reply.body == data[..],
+                "{} bytes, not the same",
+                reply.body.len()
+            );
+        }
+    }
+}
