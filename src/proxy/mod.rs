@@ -342,9 +342,8 @@ impl Worker {
             Some(Err(_)) => return Err(ProxyError::UpstreamFailed),
             Some(Ok(resp)) => resp,
         };
-        let (mut parts, body) = resp.into_parts();
-        let seen = Seen::of(&parts.headers);
-        upstream::strip_hop_by_hop(&mut parts.headers, seen);
+        // The upstream client has taken the answer's hop-by-hop headers out.
+        let (parts, body) = resp.into_parts();
         match rules {
             Some(route) => Box::pin(self.open_response(snap, route, parts, body, ex)).await,
             None => Ok(Response::from_parts(parts, body)),

@@ -139,7 +139,7 @@ pub enum In {
     Close,
 }
 
-/// An answer head.
+/// An answer head, its hop-by-hop headers already taken out.
 #[derive(Debug)]
 pub struct Head {
     pub status: StatusCode,
@@ -200,6 +200,8 @@ pub fn parse_head(buf: &mut BytesMut, to_head: bool) -> Result<Option<Head>, Mal
     let mut length = None;
     let mut chunked = None;
     let mut close = version == Version::HTTP_10;
+    // Names the Connection header lists (rare): hop-by-hop too.
+    let mut named = Vec::new();
     for &(name, name_len, value, value_len) in &spans[..count] {
         let name = HeaderName::from_bytes(&bytes[name as usize..(name + name_len) as usize])
             .map_err(|_| Malformed::Head)?;
@@ -210,12 +212,24 @@ pub fn parse_head(buf: &mut BytesMut, to_head: bool) -> Result<Option<Head>, Mal
             // The last coding decides: chunked or not at all (read until close).
             chunked = Some(last_token(&value).eq_ignore_ascii_case(b"chunked"));
         } else if name == header::CONNECTION {
-            close |= value
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !token.eq_ignore_ascii_case(b"keep-alive") {
+                    named.extend(HeaderName::from_bytes(token).ok());
+                }
+            }
+        }
+        // Hop-by-hop headers (RFC 9110 §7.6.1) are for this connection only: the
+        // answer the client gets never carries them.
+        if super::bit(&name) & super::Seen::HOP_BY_HOP != 0 {
+            continue;
         }
         let value = HeaderValue::from_maybe_shared(value).map_err(|_| Malformed::Head)?;
         headers.append(name, value);
+    }
+    for name in &named {
+        headers.remove(name);
     }
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Err(Malformed::Upgrade);

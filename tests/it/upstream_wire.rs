@@ -129,6 +129,28 @@ async fn chunked_answers_arrive_whole_even_a_byte_at_a_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_gets_no_hop_by_hop_header_of_the_backend() {
+    let answer = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret route\r\n\
+        Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\n\
+        X-Kept: yes\r\ncontent-length: 2\r\n\r\nok";
+    let (addr, accepted, _) = backend(answer, 1024, Reads::Whole, false).await;
+    let stack = Stack::builder().upstream_at(addr).start().await;
+    for _ in 0..2 {
+        let reply = stack.get("/api/anything").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.header("x-kept"), "yes");
+        for hop in ["x-hop", "keep-alive", "proxy-connection", "upgrade"] {
+            assert_eq!(reply.header(hop), "", "{hop} reached the client");
+        }
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "keep-alive still honoured"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_delimited_answers_arrive_whole_and_the_next_request_gets_a_new_connection() {
     let answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end";
     let (addr, accepted, _) = backend(answer, 4, Reads::Whole, true).await;

@@ -258,3 +258,15 @@ fn an_early_answer_is_told_apart_without_taking_it() {
     assert_eq!(early(b"HTTP/1.1 101 Switching\r\n\r\n"), Early::Final);
     assert_eq!(early(b"garbage\r\n\r\n"), Early::Final);
 }
+
+#[test]
+fn hop_by_hop_headers_never_leave_the_answer_head() {
+    let text = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop, close\r\nX-Hop: for this hop\r\n\
+                Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTrailer: x-sum\r\n\
+                Upgrade: h2c\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nX-Kept: yes\r\n\r\n";
+    let head = head_of(text, false).expect("parses").expect("complete");
+    let names: Vec<_> = head.headers.keys().map(HeaderName::as_str).collect();
+    assert_eq!(names, ["x-kept"]);
+    assert_eq!(head.framing, In::Chunked);
+    assert!(!head.keep_alive, "close was among the tokens");
+}
