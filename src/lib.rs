@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod drain;
 pub mod error;
 pub mod flowlog;
 pub mod listener;

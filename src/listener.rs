@@ -10,9 +10,9 @@ use std::time::Duration;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 
+use crate::drain::{Drain, Ticket};
 use crate::proxy::{Conn, Proxy, Worker};
 
 /// Serves `proxy` on `listener` until `shutdown` resolves, then drains for at most
@@ -32,7 +32,7 @@ pub async fn serve(
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new()).max_concurrent_streams(256);
     let builders = Arc::new(Builders { h1, h2 });
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::default();
     // Tells connections still deciding their protocol (before hyper has them, where
     // the graceful watcher cannot reach) that the listener is draining.
     let (draining, _) = tokio::sync::watch::channel(false);
@@ -52,7 +52,7 @@ pub async fn serve(
                 let tls = proxy.snapshot().config.tls.clone();
                 let worker = worker.clone();
                 let builders = builders.clone();
-                let watcher = graceful.watcher();
+                let ticket = drain.ticket();
                 let mut draining = draining.subscribe();
                 tokio::spawn(async move {
                     let Some(tls) = tls else {
@@ -62,7 +62,7 @@ pub async fn serve(
                             return;
                         };
                         let conn = Conn { peer, tls: false };
-                        serve_conn(&builders, h2, watcher, TokioIo::new(stream), worker, conn).await;
+                        serve_conn(&builders, h2, ticket, TokioIo::new(stream), worker, conn).await;
                         return;
                     };
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -70,7 +70,7 @@ pub async fn serve(
                         Some(Ok(stream)) => {
                             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                             let conn = Conn { peer, tls: true };
-                            serve_conn(&builders, h2, watcher, TokioIo::new(stream), worker, conn).await;
+                            serve_conn(&builders, h2, ticket, TokioIo::new(stream), worker, conn).await;
                         }
                         _ => tracing::debug!(peer = %peer_class(peer), "TLS handshake failed, timed out or ended by the drain"),
                     }
@@ -82,7 +82,7 @@ pub async fn serve(
     drop(listener);
     draining.send_replace(true);
     tokio::select! {
-        () = graceful.shutdown() => true,
+        () = drain.shutdown() => true,
         () = tokio::time::sleep(grace) => {
             tracing::warn!(grace_s = grace.as_secs(), "grace period over; closing remaining connections");
             false
@@ -135,7 +135,7 @@ async fn sends_h2_preface(stream: &tokio::net::TcpStream) -> std::io::Result<boo
 async fn serve_conn<I>(
     builders: &Builders,
     h2: bool,
-    watcher: Watcher,
+    ticket: Ticket,
     io: TokioIo<I>,
     worker: Arc<Worker>,
     conn: Conn,
@@ -148,11 +148,11 @@ async fn serve_conn<I>(
         async move { Ok::<_, std::convert::Infallible>(worker.handle(req, conn).await) }
     });
     let ended = if h2 {
-        watcher
+        ticket
             .watch(builders.h2.serve_connection(io, service))
             .await
     } else {
-        watcher
+        ticket
             .watch(builders.h1.serve_connection(io, service))
             .await
     };

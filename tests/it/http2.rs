@@ -135,3 +135,28 @@ async fn a_silent_connection_does_not_hold_up_the_drain() {
         started.elapsed()
     );
 }
+
+/// Idle keep-alive connections, HTTP/1.1 and HTTP/2, are closed by the drain at once
+/// rather than waited for until the grace period ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_do_not_hold_up_the_drain() {
+    let mut stack = Stack::start().await;
+    assert_eq!(stack.get("/api/customers/1").await.status.as_u16(), 404);
+    let h2 = stack
+        .send_h2(
+            http::Method::GET,
+            "/api/customers/1",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(h2.status.as_u16(), 404);
+    // Both clients now hold an idle connection to the proxy.
+    let started = std::time::Instant::now();
+    stack.stop_proxy().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "drained in {:?}",
+        started.elapsed()
+    );
+}
