@@ -315,10 +315,15 @@ impl Worker {
             // A caller's token is for us alone.
             parts.headers.remove(CALLER_HEADER);
         }
-        upstream::add_forwarding(&mut parts.headers, seen, ex.peer, ex.tls, host, id_header);
-        parts
-            .headers
-            .insert(header::HOST, config.upstream.host.clone());
+        let fwd = upstream::forwarding(
+            &mut parts.headers,
+            seen,
+            ex.peer,
+            ex.tls,
+            host,
+            id_header,
+            config.upstream.host.clone(),
+        );
         if rules.is_some() {
             // Ask for an answer we can open: we never decompress.
             parts.headers.insert(
@@ -332,8 +337,11 @@ impl Worker {
             .wheel
             .within(
                 config.upstream.timeout,
-                self.client
-                    .send(&config.upstream.authority, Request::from_parts(parts, body)),
+                self.client.send(
+                    &config.upstream.authority,
+                    Request::from_parts(parts, body),
+                    &fwd,
+                ),
             )
             .await;
         ex.upstream_time = Some(upstream_started.elapsed());

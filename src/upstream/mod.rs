@@ -53,12 +53,13 @@ pub fn client(connect_timeout: Duration) -> UpstreamClient {
 }
 
 impl UpstreamClient {
-    /// Sends `req` (origin-form URI, `Host` set) to `authority`; the answer's body
-    /// returns the connection to the pool once it has been read to its end.
+    /// Sends `req` (origin-form URI) with the headers of `fwd` to `authority`; the
+    /// answer's body returns the connection to the pool once it has been read to its end.
     pub async fn send(
         &self,
         authority: &Authority,
         req: Request<Body>,
+        fwd: &Forwarding,
     ) -> Result<Response<Body>, UpstreamError> {
         let (parts, body) = req.into_parts();
         let framing = wire::Out::of(
@@ -76,6 +77,7 @@ impl UpstreamClient {
             target,
             &parts.headers,
             framing,
+            Some(fwd),
         );
         let mut out = Outgoing::new(conn.wbuf.split().freeze(), body, framing);
         let sent = loop {
@@ -162,6 +164,10 @@ impl Seen {
     pub const CALLER: u16 = 1 << (HOP_BY_HOP_COUNT + 1);
     /// Bit of `X-Forwarded-For`.
     pub const FORWARDED_FOR: u16 = 1 << (HOP_BY_HOP_COUNT + 2);
+    /// Bit of `X-Forwarded-Proto`.
+    pub const FORWARDED_PROTO: u16 = 1 << (HOP_BY_HOP_COUNT + 3);
+    /// Bit of `X-Forwarded-Host`.
+    pub const FORWARDED_HOST: u16 = 1 << (HOP_BY_HOP_COUNT + 4);
     const HOP_BY_HOP: u16 = (1 << HOP_BY_HOP_COUNT) - 1;
 
     /// The headers of `h` the proxy acts on.
@@ -176,7 +182,8 @@ impl Seen {
 }
 
 /// The bit of `name` in [`Seen`]: the place in [`HOP_BY_HOP`] for those, then the
-/// request id, the caller token and `X-Forwarded-For`; 0 for every other header.
+/// request id, the caller token and `X-Forwarded-For/-Proto/-Host`; 0 for every other
+/// header.
 fn bit(name: &HeaderName) -> u16 {
     let place = match name.as_str() {
         "connection" => 0,
@@ -191,6 +198,8 @@ fn bit(name: &HeaderName) -> u16 {
         "x-request-id" => 9,
         "x-tarnkappe-caller" => 10,
         "x-forwarded-for" => 11,
+        "x-forwarded-proto" => 12,
+        "x-forwarded-host" => 13,
         _ => return 0,
     };
     1 << place
@@ -236,16 +245,35 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, seen: Seen) {
     }
 }
 
-/// Adds `X-Forwarded-For/-Proto/-Host` and the request id; `seen` is [`Seen::of`]
-/// these headers.
-pub fn add_forwarding(
+/// The headers the proxy sets on every request it forwards. They are written straight
+/// into the request head after the client's own headers (a map insert each cost more
+/// than the rest of the header work), and no line of the client's with one of these
+/// names goes on.
+pub struct Forwarding {
+    /// `Host`: the upstream's.
+    pub host: HeaderValue,
+    /// `X-Forwarded-For`: the earlier hops the client named, then the client.
+    pub forwarded_for: Option<HeaderValue>,
+    /// `X-Forwarded-Proto`.
+    pub proto: &'static str,
+    /// `X-Forwarded-Host`: the host the client asked for, when it named one.
+    pub forwarded_host: Option<HeaderValue>,
+    /// `X-Request-Id`.
+    pub request_id: HeaderValue,
+}
+
+/// The forwarding headers of a request from `client`; takes the client's own lines of
+/// those names out of `h` (its `Host` is left out when the head is written). `seen` is
+/// [`Seen::of`] these headers.
+pub fn forwarding(
     h: &mut HeaderMap,
     seen: Seen,
     client: SocketAddr,
     tls: bool,
-    host: Option<HeaderValue>,
+    client_host: Option<HeaderValue>,
     request_id: HeaderValue,
-) {
+    upstream_host: HeaderValue,
+) -> Forwarding {
     let mut xff = String::new();
     if seen.has(Seen::FORWARDED_FOR) {
         // Keep every earlier hop, across repeated header lines, in order.
@@ -260,8 +288,18 @@ pub fn add_forwarding(
             xff.push_str(hop);
             xff.push_str(", ");
         }
+        h.remove(&X_FORWARDED_FOR);
     }
-    let value = match client.ip() {
+    for (bit, name) in [
+        (Seen::FORWARDED_PROTO, &X_FORWARDED_PROTO),
+        (Seen::FORWARDED_HOST, &X_FORWARDED_HOST),
+        (Seen::REQUEST_ID, &X_REQUEST_ID),
+    ] {
+        if seen.has(bit) {
+            h.remove(name);
+        }
+    }
+    let forwarded_for = match client.ip() {
         // The usual case, written on the stack and copied once.
         std::net::IpAddr::V4(v4) if xff.is_empty() => {
             let mut buf = [0u8; 15];
@@ -273,15 +311,13 @@ pub fn add_forwarding(
             HeaderValue::from_str(&xff)
         }
     };
-    if let Ok(v) = value {
-        h.insert(X_FORWARDED_FOR, v);
+    Forwarding {
+        host: upstream_host,
+        forwarded_for: forwarded_for.ok(),
+        proto: if tls { "https" } else { "http" },
+        forwarded_host: client_host,
+        request_id,
     }
-    let proto = if tls { "https" } else { "http" };
-    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Some(host) = host {
-        h.insert(X_FORWARDED_HOST, host);
-    }
-    h.insert(X_REQUEST_ID, request_id);
 }
 
 /// Writes an address as `Display` does, IPv4 without the formatting machinery.
@@ -371,48 +407,60 @@ mod tests {
     }
 
     #[test]
-    fn keeps_earlier_hops_in_order() {
+    fn keeps_earlier_hops_in_order_and_takes_the_clients_own_lines_out() {
         let mut h = HeaderMap::new();
         h.append(
             X_FORWARDED_FOR,
             HeaderValue::from_static("203.0.113.1, 198.51.100.2"),
         );
         h.append(X_FORWARDED_FOR, HeaderValue::from_static(" 192.0.2.3 "));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("gopher"));
+        h.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.example"));
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("from-client"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
         let client = SocketAddr::from(([10, 1, 2, 3], 4000));
         let seen = Seen::of(&h);
-        add_forwarding(
+        let upstream = HeaderValue::from_static("shop.internal");
+        let fwd = forwarding(
             &mut h,
             seen,
             client,
             true,
             None,
             HeaderValue::from_static("id-1"),
+            upstream.clone(),
         );
-        let xff: Vec<_> = h.get_all(X_FORWARDED_FOR).iter().collect();
-        assert_eq!(xff, ["203.0.113.1, 198.51.100.2, 192.0.2.3, 10.1.2.3"]);
-        assert_eq!(h[X_FORWARDED_PROTO], "https");
-        assert_eq!(h[X_REQUEST_ID], "id-1");
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+        let xff = fwd.forwarded_for.expect("a value");
+        assert_eq!(xff, "203.0.113.1, 198.51.100.2, 192.0.2.3, 10.1.2.3");
+        assert_eq!(fwd.proto, "https");
+        assert_eq!(fwd.request_id, "id-1");
+        assert_eq!(fwd.host, "shop.internal");
+        assert!(fwd.forwarded_host.is_none());
 
         let mut h = HeaderMap::new();
-        add_forwarding(
+        let fwd = forwarding(
             &mut h,
             Seen::default(),
             client,
             false,
-            None,
+            Some(HeaderValue::from_static("shop.example")),
             HeaderValue::from_static("id-2"),
+            upstream.clone(),
         );
-        assert_eq!(h[X_FORWARDED_FOR], "10.1.2.3");
-        assert_eq!(h[X_FORWARDED_PROTO], "http");
+        assert_eq!(fwd.forwarded_for.expect("a value"), "10.1.2.3");
+        assert_eq!(fwd.proto, "http");
+        assert_eq!(fwd.forwarded_host.expect("a value"), "shop.example");
         let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 4000));
-        add_forwarding(
+        let fwd = forwarding(
             &mut h,
             Seen::default(),
             v6,
             false,
             None,
             HeaderValue::from_static("id-3"),
+            upstream,
         );
-        assert_eq!(h[X_FORWARDED_FOR], "::1");
+        assert_eq!(fwd.forwarded_for.expect("a value"), "::1");
     }
 }

@@ -76,35 +76,60 @@ impl Out {
     }
 }
 
-/// Writes the request head: request line, `headers` in their order (names are
-/// lower case, values were checked when made), and the framing header when the
-/// headers lack it.
+/// Writes the request head: request line; with `fwd`, its `Host`; `headers` in their
+/// order (names are lower case, values were checked when made; with `fwd`, the client's
+/// `Host` is left out); the other forwarding headers of `fwd`; and the framing header
+/// when the headers lack it.
 pub fn write_head(
     out: &mut BytesMut,
     method: &Method,
     target: &str,
     headers: &HeaderMap,
     framing: Out,
+    fwd: Option<&super::Forwarding>,
 ) {
     out.put_slice(method.as_str().as_bytes());
     out.put_u8(b' ');
     out.put_slice(target.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
+    if let Some(fwd) = fwd {
+        line(out, b"host", fwd.host.as_bytes());
+    }
     for (name, value) in headers {
-        out.put_slice(name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value.as_bytes());
-        out.put_slice(b"\r\n");
+        if fwd.is_some() && name == header::HOST {
+            continue;
+        }
+        line(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(fwd) = fwd {
+        if let Some(xff) = &fwd.forwarded_for {
+            line(out, b"x-forwarded-for", xff.as_bytes());
+        }
+        line(out, b"x-forwarded-proto", fwd.proto.as_bytes());
+        if let Some(host) = &fwd.forwarded_host {
+            line(out, b"x-forwarded-host", host.as_bytes());
+        }
+        line(out, b"x-request-id", fwd.request_id.as_bytes());
     }
     match framing {
         Out::Length(n) if !headers.contains_key(header::CONTENT_LENGTH) => {
-            out.put_slice(b"content-length: ");
-            out.put_slice(crate::text::decimal(n, &mut [0; 20]));
-            out.put_slice(b"\r\n");
+            line(
+                out,
+                b"content-length",
+                crate::text::decimal(n, &mut [0; 20]),
+            );
         }
-        Out::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        Out::Chunked => line(out, b"transfer-encoding", b"chunked"),
         _ => {}
     }
+    out.put_slice(b"\r\n");
+}
+
+/// One header line.
+fn line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
     out.put_slice(b"\r\n");
 }
 

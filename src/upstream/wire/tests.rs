@@ -37,26 +37,69 @@ fn request_head_is_written_in_order_with_its_framing() {
     h.append("x-a", HeaderValue::from_static("1"));
     h.append("x-a", HeaderValue::from_static("2"));
     let mut out = BytesMut::new();
-    write_head(&mut out, &Method::POST, "/api/c?x=1", &h, Out::Length(42));
+    write_head(
+        &mut out,
+        &Method::POST,
+        "/api/c?x=1",
+        &h,
+        Out::Length(42),
+        None,
+    );
     assert_eq!(
         &out[..],
         b"POST /api/c?x=1 HTTP/1.1\r\nhost: shop.internal\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 42\r\n\r\n"
     );
     out.clear();
-    write_head(&mut out, &Method::PUT, "/", &HeaderMap::new(), Out::Chunked);
+    write_head(
+        &mut out,
+        &Method::PUT,
+        "/",
+        &HeaderMap::new(),
+        Out::Chunked,
+        None,
+    );
     assert_eq!(
         &out[..],
         b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
     );
     out.clear();
-    write_head(&mut out, &Method::GET, "/", &HeaderMap::new(), Out::Nothing);
+    write_head(
+        &mut out,
+        &Method::GET,
+        "/",
+        &HeaderMap::new(),
+        Out::Nothing,
+        None,
+    );
     assert_eq!(&out[..], b"GET / HTTP/1.1\r\n\r\n");
     // A length the headers already carry is not said twice.
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
     out.clear();
-    write_head(&mut out, &Method::POST, "/", &h, Out::Length(3));
+    write_head(&mut out, &Method::POST, "/", &h, Out::Length(3), None);
     assert_eq!(&out[..], b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n");
+}
+
+#[test]
+fn forwarding_headers_are_written_in_place_of_the_clients_own() {
+    let mut h = HeaderMap::new();
+    h.insert(header::HOST, HeaderValue::from_static("shop.example"));
+    h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    let fwd = crate::upstream::Forwarding {
+        host: HeaderValue::from_static("backend:3000"),
+        forwarded_for: Some(HeaderValue::from_static("192.0.2.1, 10.0.0.7")),
+        proto: "https",
+        forwarded_host: Some(HeaderValue::from_static("shop.example")),
+        request_id: HeaderValue::from_static("abc123"),
+    };
+    let mut out = BytesMut::new();
+    write_head(&mut out, &Method::GET, "/x", &h, Out::Nothing, Some(&fwd));
+    assert_eq!(
+        std::str::from_utf8(&out).expect("ascii"),
+        "GET /x HTTP/1.1\r\nhost: backend:3000\r\naccept: */*\r\n\
+         x-forwarded-for: 192.0.2.1, 10.0.0.7\r\nx-forwarded-proto: https\r\n\
+         x-forwarded-host: shop.example\r\nx-request-id: abc123\r\n\r\n"
+    );
 }
 
 #[test]
