@@ -38,6 +38,20 @@ pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
+/// `n` in lowercase hex digits, no leading zeros, written at the end of `buf`.
+pub fn hex_number(n: u64, buf: &mut [u8; 16]) -> &[u8] {
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = HEX[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
 /// Writes octets as decimal numbers joined by dots into `out` (at least four bytes an
 /// octet, less one) and returns how many bytes it wrote.
 pub fn dotted_into(octets: &[u8], out: &mut [u8]) -> usize {
@@ -80,6 +94,10 @@ mod tests {
         let mut buf = [0u8; 20];
         for n in [0, 7, 10, 255, 1_000_001, u64::MAX] {
             assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
+        }
+        let mut hex_buf = [0u8; 16];
+        for n in [0, 7, 10, 255, 65_536, u64::MAX] {
+            assert_eq!(hex_number(n, &mut hex_buf), format!("{n:x}").as_bytes());
         }
         let mut two = [0u8; 2];
         hex_into(&[0x7f], &mut two);

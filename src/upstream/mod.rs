@@ -217,21 +217,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, seen: Seen) {
         if let Ok(header::Entry::Occupied(connection)) = h.try_entry(header::CONNECTION) {
             let (_, values) = connection.remove_entry_mult();
             for value in values {
-                for token in value
-                    .as_bytes()
-                    .split(|b| *b == b',')
-                    .map(<[u8]>::trim_ascii)
-                {
-                    // `keep-alive` goes anyway, `close` names no header.
-                    if token.eq_ignore_ascii_case(b"keep-alive")
-                        || token.eq_ignore_ascii_case(b"close")
-                    {
-                        continue;
-                    }
-                    if let Ok(name) = HeaderName::from_bytes(token) {
-                        named.push(name);
-                    }
-                }
+                connection_tokens(value.as_bytes(), &mut named);
             }
         }
     }
@@ -243,6 +229,20 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, seen: Seen) {
     for name in &named {
         h.remove(name);
     }
+}
+
+/// Reads one Connection header value: adds the header names it lists (hop-by-hop
+/// too) to `named` and returns whether it says `close`. `keep-alive` is neither.
+fn connection_tokens(value: &[u8], named: &mut Vec<HeaderName>) -> bool {
+    let mut close = false;
+    for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+        if token.eq_ignore_ascii_case(b"close") {
+            close = true;
+        } else if !token.eq_ignore_ascii_case(b"keep-alive") {
+            named.extend(HeaderName::from_bytes(token).ok());
+        }
+    }
+    close
 }
 
 /// The headers the proxy sets on every request it forwards. They are written straight

@@ -135,20 +135,12 @@ fn line(out: &mut BytesMut, name: &[u8], value: &[u8]) {
 
 /// The size line of one chunk of `len` bytes.
 pub fn chunk_size_line(len: usize) -> Bytes {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut line = [0u8; 18];
-    let mut at = 16;
-    let mut rest = len;
-    loop {
-        at -= 1;
-        line[at] = HEX[rest & 15];
-        rest >>= 4;
-        if rest == 0 {
-            break;
-        }
-    }
-    line[16..].copy_from_slice(b"\r\n");
-    Bytes::copy_from_slice(&line[at..])
+    let mut digits = [0u8; 16];
+    let hex = crate::text::hex_number(len as u64, &mut digits);
+    let mut line = BytesMut::with_capacity(hex.len() + 2);
+    line.put_slice(hex);
+    line.put_slice(b"\r\n");
+    line.freeze()
 }
 
 /// How the answer body is framed.
@@ -237,13 +229,7 @@ pub fn parse_head(buf: &mut BytesMut, to_head: bool) -> Result<Option<Head>, Mal
             // The last coding decides: chunked or not at all (read until close).
             chunked = Some(last_token(&value).eq_ignore_ascii_case(b"chunked"));
         } else if name == header::CONNECTION {
-            for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if !token.eq_ignore_ascii_case(b"keep-alive") {
-                    named.extend(HeaderName::from_bytes(token).ok());
-                }
-            }
+            close |= super::connection_tokens(&value, &mut named);
         }
         // Hop-by-hop headers (RFC 9110 §7.6.1) are for this connection only: the
         // answer the client gets never carries them.
