@@ -30,12 +30,36 @@ fn err(body: &[u8]) -> ScanError {
     scan(body, Mode::Request(&everywhere), LIMITS, ours).unwrap_err()
 }
 
+/// A body for the differential tests: one of `shapes`, each `hole` byte in it replaced
+/// by the same run of `pieces` (a count drawn from `count`, each piece drawn at random).
+fn random_body(
+    rng: &mut impl rand::Rng,
+    pieces: &[&[u8]],
+    count: std::ops::Range<usize>,
+    shapes: &[&[u8]],
+    hole: u8,
+) -> Vec<u8> {
+    let mut fill = Vec::new();
+    for _ in 0..rng.gen_range(count) {
+        fill.extend_from_slice(pieces[rng.gen_range(0..pieces.len())]);
+    }
+    let mut body = Vec::new();
+    for &c in shapes[rng.gen_range(0..shapes.len())] {
+        if c == hole {
+            body.extend_from_slice(&fill);
+        } else {
+            body.push(c);
+        }
+    }
+    body
+}
+
 /// Parser differential guard: on strings and small documents built from the bytes
 /// that matter (quotes, backslashes, escapes, control bytes, multi-byte UTF-8), the
 /// scanner accepts exactly what serde_json accepts.
 #[test]
 fn accepts_exactly_what_serde_json_accepts() {
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     let pieces: [&[u8]; 17] = [
         b"a",
         b"Z9",
@@ -70,19 +94,7 @@ fn accepts_exactly_what_serde_json_accepts() {
     let nowhere = [JsonPath::parse("$.no_such_member").unwrap()];
     for n in 0..40_000 {
         let rules: &[JsonPath] = if n % 2 == 0 { &everywhere } else { &nowhere };
-        let mut text = Vec::new();
-        for _ in 0..rng.gen_range(0..24) {
-            text.extend_from_slice(pieces[rng.gen_range(0..pieces.len())]);
-        }
-        let shape = shapes[rng.gen_range(0..shapes.len())];
-        let mut body = Vec::new();
-        for &c in shape {
-            if c == b'S' {
-                body.extend_from_slice(&text);
-            } else {
-                body.push(c);
-            }
-        }
+        let body = random_body(&mut rng, &pieces, 0..24, &shapes, b'S');
         let ours = scan(&body, Mode::Request(rules), LIMITS, never);
         let theirs = serde_json::from_slice::<serde_json::Value>(&body);
         let dup = matches!(ours, Err(ScanError::DuplicateMember(_)));
@@ -101,7 +113,7 @@ fn accepts_exactly_what_serde_json_accepts() {
 /// alone, in an array and as a member value, on a configured path and off it.
 #[test]
 fn numbers_are_accepted_exactly_as_serde_json_accepts_them() {
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     let pieces: [&[u8]; 10] = [b"-", b"0", b"1", b"9", b".", b"e", b"E", b"+", b"00", b" "];
     let shapes: [&[u8]; 4] = [b"N", b"[N]", b"[1,N,2]", b"{\"a\":N,\"b\":N}"];
     let everywhere = [JsonPath::parse("$..*").unwrap()];
@@ -109,18 +121,7 @@ fn numbers_are_accepted_exactly_as_serde_json_accepts_them() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     for n in 0..40_000 {
         let rules: &[JsonPath] = if n % 2 == 0 { &everywhere } else { &nowhere };
-        let mut number = Vec::new();
-        for _ in 0..rng.gen_range(1..7) {
-            number.extend_from_slice(pieces[rng.gen_range(0..pieces.len())]);
-        }
-        let mut body = Vec::new();
-        for &c in shapes[rng.gen_range(0..shapes.len())] {
-            if c == b'N' {
-                body.extend_from_slice(&number);
-            } else {
-                body.push(c);
-            }
-        }
+        let body = random_body(&mut rng, &pieces, 1..7, &shapes, b'N');
         let ours = scan(&body, Mode::Request(rules), LIMITS, never);
         let theirs = serde_json::from_slice::<serde_json::Value>(&body);
         // serde_json (without arbitrary precision) refuses numbers beyond f64; the proxy
