@@ -25,10 +25,16 @@ impl Detector {
     }
 }
 
+/// Shorter string contents are never a finding (the scanner skips the call).
+pub const SHORTEST_STRING: usize = 6;
+
+/// Shorter numbers are never a card number (the scanner skips the call).
+pub const SHORTEST_CARD: usize = 13;
+
 /// Checks a string value's raw content; `has_at` says whether it holds an `@` (the
 /// scanner notes that on its way through).
 pub fn in_string(s: &[u8], has_at: bool) -> Option<Detector> {
-    if s.len() < 6 || s.len() > 320 {
+    if s.len() < SHORTEST_STRING || s.len() > 320 {
         return None;
     }
     if has_at {
@@ -49,7 +55,7 @@ pub fn in_string(s: &[u8], has_at: bool) -> Option<Detector> {
 
 /// Checks a JSON number's raw text.
 pub fn in_number(raw: &[u8]) -> Option<Detector> {
-    if !(13..=19).contains(&raw.len()) {
+    if !(SHORTEST_CARD..=19).contains(&raw.len()) {
         return None;
     }
     (raw.iter().all(u8::is_ascii_digit) && luhn(raw)).then_some(Detector::CardNumber)

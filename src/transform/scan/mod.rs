@@ -12,7 +12,7 @@ use std::collections::HashSet;
 mod lex;
 
 pub use lex::content_str;
-use lex::unescape;
+use lex::{blanks, unescape};
 
 use super::detect::{self, Detector};
 use super::jsonpath::{JsonPath, Step};
@@ -179,7 +179,6 @@ pub fn scan_keyed(
     };
     let mut s = Scanner {
         s: text,
-        saw_at: false,
         b: text.as_bytes(),
         i: 0,
         rules,
@@ -192,6 +191,7 @@ pub fn scan_keyed(
         containers: 0,
         states: (0..rules.len()).map(|r| (r as u16, 0u16)).collect(),
         keys: Vec::new(),
+        open: Vec::new(),
         out: Scan::default(),
     };
     s.ws();
@@ -213,8 +213,6 @@ pub fn scan_keyed(
 struct Scanner<'a, 'r> {
     /// The body as text (checked UTF-8 once), for borrowing member names.
     s: &'a str,
-    /// The last string scanned held an `@`.
-    saw_at: bool,
     b: &'a [u8],
     i: usize,
     rules: &'r [JsonPath],
@@ -230,6 +228,8 @@ struct Scanner<'a, 'r> {
     states: Vec<(u16, u16)>,
     /// Decoded member names of the open objects, for duplicate detection.
     keys: Vec<Cow<'a, str>>,
+    /// The opening bytes of the containers [`Scanner::skip`] is in (kept for reuse).
+    open: Vec<u8>,
     out: Scan,
 }
 
@@ -260,15 +260,14 @@ impl<'a> Scanner<'a, '_> {
                 ValueType::Array
             }
             Some(b'"') => {
-                escaped = self.string()?;
-                self.check_string(start, escaped, key, slot.container)?;
+                escaped = self.string_value(key, slot.container)?;
                 ValueType::String
             }
             Some(b't') => self.literal(b"true", ValueType::Bool)?,
             Some(b'f') => self.literal(b"false", ValueType::Bool)?,
             Some(b'n') => self.literal(b"null", ValueType::Null)?,
             Some(b'-' | b'0'..=b'9') => {
-                self.number_value(start)?;
+                self.number_value()?;
                 ValueType::Number
             }
             _ => return self.malformed(),
@@ -292,65 +291,73 @@ impl<'a> Scanner<'a, '_> {
 
     /// Validates a value no rule can reach (request direction): the same grammar, depth,
     /// node and ciphertext checks, and the detectors, with no selection bookkeeping.
+    /// Most of a large body goes through here, so it is one loop with the position in
+    /// a local and the open containers on a stack of their opening bytes, instead of a
+    /// call per container and the position kept in the scanner.
     fn skip(&mut self) -> Result<(), ScanError> {
-        self.count_node()?;
-        match self.b.get(self.i) {
-            Some(b'{') => {
-                self.enter()?;
-                self.ws();
-                if self.b.get(self.i) == Some(&b'}') {
-                    self.i += 1;
-                } else {
-                    loop {
-                        if self.b.get(self.i) != Some(&b'"') {
-                            return self.malformed();
-                        }
-                        self.name()?;
-                        self.ws();
-                        if self.b.get(self.i) != Some(&b':') {
-                            return self.malformed();
-                        }
-                        self.i += 1;
-                        self.ws();
-                        self.skip_member()?;
-                        if self.next_or_close(b'}')? {
-                            break;
-                        }
-                    }
-                }
-                self.depth -= 1;
-                Ok(())
-            }
-            Some(b'[') => {
-                self.enter()?;
-                self.ws();
-                if self.b.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                } else {
-                    loop {
-                        self.skip_member()?;
-                        if self.next_or_close(b']')? {
-                            break;
-                        }
-                    }
-                }
-                self.depth -= 1;
-                Ok(())
-            }
-            _ => self.skip_scalar(),
-        }
+        let mut open = std::mem::take(&mut self.open);
+        open.clear();
+        let end = self.skip_from(self.i, &mut open);
+        self.open = open;
+        self.i = end?;
+        Ok(())
     }
 
-    /// A member or element no rule can reach: containers through [`Scanner::skip`],
-    /// scalars (most values) right here, without a call per value.
-    #[inline(always)]
-    fn skip_member(&mut self) -> Result<(), ScanError> {
-        match self.b.get(self.i) {
-            Some(b'{' | b'[') => self.skip(),
-            _ => {
-                self.count_node()?;
-                self.skip_scalar()
+    fn skip_from(&mut self, mut i: usize, open: &mut Vec<u8>) -> Result<usize, ScanError> {
+        let b = self.b;
+        'value: loop {
+            // At the first byte of a value.
+            self.count_node()?;
+            match b.get(i) {
+                Some(&opening @ (b'{' | b'[')) => {
+                    self.deeper()?;
+                    i = blanks(b, i + 1);
+                    if b.get(i) == Some(&closing(opening)) {
+                        i += 1;
+                        self.depth -= 1;
+                    } else {
+                        open.push(opening);
+                        if opening == b'{' {
+                            i = member_name(b, i)?;
+                        }
+                        continue 'value;
+                    }
+                }
+                Some(b'"') => {
+                    let lexed = lex::string::<true>(b, i)?;
+                    self.string_seen(i, lexed, None, u32::MAX)?;
+                    i = lexed.end;
+                }
+                Some(b't') => i = lex::literal(b, i, b"true")?,
+                Some(b'f') => i = lex::literal(b, i, b"false")?,
+                Some(b'n') => i = lex::literal(b, i, b"null")?,
+                Some(b'-' | b'0'..=b'9') => {
+                    let end = lex::number(b, i)?;
+                    self.number_seen(i, end);
+                    i = end;
+                }
+                _ => return Err(ScanError::Malformed(i)),
             }
+            // After a value: a comma and the next member or element, or closing bytes.
+            while let Some(&opening) = open.last() {
+                i = blanks(b, i);
+                match b.get(i) {
+                    Some(b',') => {
+                        i = blanks(b, i + 1);
+                        if opening == b'{' {
+                            i = member_name(b, i)?;
+                        }
+                        continue 'value;
+                    }
+                    Some(&c) if c == closing(opening) => {
+                        i += 1;
+                        self.depth -= 1;
+                        open.pop();
+                    }
+                    _ => return Err(ScanError::Malformed(i)),
+                }
+            }
+            return Ok(i);
         }
     }
 
@@ -362,40 +369,6 @@ impl<'a> Scanner<'a, '_> {
             return Err(ScanError::TooManyNodes);
         }
         Ok(())
-    }
-
-    /// A string, literal or number no rule can reach (anything else is malformed).
-    #[inline(always)]
-    fn skip_scalar(&mut self) -> Result<(), ScanError> {
-        let start = self.i;
-        match self.b.get(self.i) {
-            Some(b'"') => {
-                let escaped = self.string()?;
-                self.check_string(start, escaped, None, u32::MAX)
-            }
-            Some(b't') => self.literal(b"true", ValueType::Bool).map(drop),
-            Some(b'f') => self.literal(b"false", ValueType::Bool).map(drop),
-            Some(b'n') => self.literal(b"null", ValueType::Null).map(drop),
-            Some(b'-' | b'0'..=b'9') => self.number_value(start),
-            _ => self.malformed(),
-        }
-    }
-
-    /// After a member or element: a comma (false, more follow) or the closing byte (true).
-    fn next_or_close(&mut self, close: u8) -> Result<bool, ScanError> {
-        self.ws();
-        match self.b.get(self.i) {
-            Some(b',') => {
-                self.i += 1;
-                self.ws();
-                Ok(false)
-            }
-            Some(&c) if c == close => {
-                self.i += 1;
-                Ok(true)
-            }
-            _ => self.malformed(),
-        }
     }
 
     /// Pushes the states reached by stepping into `step`; returns their range.
@@ -415,11 +388,18 @@ impl<'a> Scanner<'a, '_> {
     }
 
     fn enter(&mut self) -> Result<u32, ScanError> {
+        let container = self.deeper()?;
+        self.i += 1;
+        Ok(container)
+    }
+
+    /// A container opens: one level deeper (within the limit), and its number.
+    #[inline(always)]
+    fn deeper(&mut self) -> Result<u32, ScanError> {
         self.depth += 1;
         if self.depth > self.limits.max_depth {
             return Err(ScanError::TooDeep);
         }
-        self.i += 1;
         self.containers += 1;
         Ok(self.containers)
     }
@@ -609,6 +589,29 @@ impl<'a> Scanner<'a, '_> {
         self.depth -= 1;
         Ok(())
     }
+}
+
+/// The byte that closes a container opened by `opening` (`{` or `[`).
+fn closing(opening: u8) -> u8 {
+    if opening == b'{' {
+        b'}'
+    } else {
+        b']'
+    }
+}
+
+/// A member name at `i` (which must be its quote), and the colon after it: where the
+/// member's value starts.
+#[inline(always)]
+fn member_name(b: &[u8], i: usize) -> Result<usize, ScanError> {
+    if b.get(i) != Some(&b'"') {
+        return Err(ScanError::Malformed(i));
+    }
+    let i = blanks(b, lex::string::<false>(b, i)?.end);
+    if b.get(i) != Some(&b':') {
+        return Err(ScanError::Malformed(i));
+    }
+    Ok(blanks(b, i + 1))
 }
 
 #[cfg(test)]

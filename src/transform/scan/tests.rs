@@ -219,6 +219,55 @@ fn refuses_what_a_backend_might_read_differently() {
     assert_eq!(err(many.as_bytes()), ScanError::TooManyNodes);
 }
 
+/// Values no rule can reach go through the lean validator: each refusal above must
+/// come out the same there, at the same offset.
+#[test]
+fn refuses_the_same_where_no_rule_reaches() {
+    let nowhere = [JsonPath::parse("$.no_such_member").unwrap()];
+    let everywhere = [JsonPath::parse("$..*").unwrap()];
+    let deep = |n: usize| format!("{{\"x\":{}{}}}", "[".repeat(n), "]".repeat(n));
+    let many = format!("{{\"x\":[{}0]}}", "0,".repeat(10_000));
+    let too_deep = deep(64);
+    let bodies = [
+        &br#"{"x":{"a":1,}}"#[..],
+        br#"{"x":[1,]}"#,
+        br#"{"x":{"a"}}"#,
+        br#"{"x":{"a":1 "b":2}}"#,
+        br#"{"x":[1 2]}"#,
+        br#"{"x":{"a":1]}"#,
+        br#"{"x":[1}}"#,
+        br#"{"x":[nul]}"#,
+        br#"{"x":[tru]}"#,
+        br#"{"x":[-]}"#,
+        br#"{"x":[1.]}"#,
+        br#"{"x":[1e]}"#,
+        br#"{"x":["a\qb"]}"#,
+        br#"{"x":["\ud800"]}"#,
+        br#"{"x":["\ud800\u0041"]}"#,
+        br#"{"x":["\udc00"]}"#,
+        br#"{"x":["\u12g4"]}"#,
+        b"{\"x\":[\"a\x01b\"]}",
+        br#"{"x":{"k":"tk1.1.rs.abcdefgh.xyz"}}"#,
+        br#"{"x":[[[{"k":["tk1\u002e1"]}]]]}"#,
+        br#"{"x":[{}]"#,
+        br#"{"x":[[],{},[{}]],"y":"#,
+        too_deep.as_bytes(),
+        many.as_bytes(),
+    ];
+    for body in bodies {
+        let lean = scan(body, Mode::Request(&nowhere), LIMITS, ours).unwrap_err();
+        let full = scan(body, Mode::Request(&everywhere), LIMITS, ours).unwrap_err();
+        assert_eq!(lean, full, "{}", String::from_utf8_lossy(body));
+    }
+    assert_eq!(
+        scan(too_deep.as_bytes(), Mode::Request(&nowhere), LIMITS, ours).unwrap_err(),
+        ScanError::TooDeep
+    );
+    assert!(scan(deep(63).as_bytes(), Mode::Request(&nowhere), LIMITS, ours).is_ok());
+    let fine = br#"{"x":[{"a":[1,-2.5e3,true,false,null,"s",{}],"b":{"c":[]}} , [ ]],"y":1}"#;
+    assert!(scan(fine, Mode::Request(&nowhere), LIMITS, ours).is_ok());
+}
+
 #[test]
 fn duplicate_detection_scales_past_the_linear_window() {
     let mut body = String::from("{");
