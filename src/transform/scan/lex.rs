@@ -76,7 +76,7 @@ impl Scanner<'_, '_> {
     ) -> Result<(), ScanError> {
         let end = lexed.end;
         let content = &self.b[start + 1..end - 1];
-        if self.request && content.len() >= detect::SHORTEST_STRING {
+        if self.request && detect::may_find(content, lexed.at) {
             if let Some(found) = detect::in_string(content, lexed.at) {
                 self.out.findings.push((start, end, found));
             }

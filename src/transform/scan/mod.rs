@@ -228,7 +228,8 @@ struct Scanner<'a, 'r> {
     states: Vec<(u16, u16)>,
     /// Decoded member names of the open objects, for duplicate detection.
     keys: Vec<Cow<'a, str>>,
-    /// The opening bytes of the containers [`Scanner::skip`] is in (kept for reuse).
+    /// The opening bytes of the containers [`Scanner::skip`] is in, but for the
+    /// innermost (kept for reuse).
     open: Vec<u8>,
     out: Scan,
 }
@@ -305,6 +306,9 @@ impl<'a> Scanner<'a, '_> {
 
     fn skip_from(&mut self, mut i: usize, open: &mut Vec<u8>) -> Result<usize, ScanError> {
         let b = self.b;
+        // The innermost open container's opening byte (0: none); the ones around it
+        // wait on `open`.
+        let mut top = 0u8;
         'value: loop {
             // At the first byte of a value.
             self.count_node()?;
@@ -316,7 +320,8 @@ impl<'a> Scanner<'a, '_> {
                         i += 1;
                         self.depth -= 1;
                     } else {
-                        open.push(opening);
+                        open.push(top);
+                        top = opening;
                         if opening == b'{' {
                             i = member_name(b, i)?;
                         }
@@ -339,20 +344,20 @@ impl<'a> Scanner<'a, '_> {
                 _ => return Err(ScanError::Malformed(i)),
             }
             // After a value: a comma and the next member or element, or closing bytes.
-            while let Some(&opening) = open.last() {
+            while top != 0 {
                 i = blanks(b, i);
                 match b.get(i) {
                     Some(b',') => {
                         i = blanks(b, i + 1);
-                        if opening == b'{' {
+                        if top == b'{' {
                             i = member_name(b, i)?;
                         }
                         continue 'value;
                     }
-                    Some(&c) if c == closing(opening) => {
+                    Some(&c) if c == closing(top) => {
                         i += 1;
                         self.depth -= 1;
-                        open.pop();
+                        top = open.pop().unwrap_or(0);
                     }
                     _ => return Err(ScanError::Malformed(i)),
                 }
