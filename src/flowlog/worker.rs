@@ -278,7 +278,8 @@ impl Worker {
                 }
                 link.seq += 1;
                 link.prev.clear();
-                link.prev.extend(hash.iter().map(|&b| char::from(b)));
+                link.prev
+                    .push_str(std::str::from_utf8(&hash).unwrap_or_default());
                 count += 1;
                 if buf.len() >= MAX_WRITE {
                     break;

@@ -260,6 +260,13 @@ fn digits_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// How many bytes at the start of `b` a JSON string holds as they are: the length of
+/// the run before the first quote, backslash or control byte (the flow log's writer
+/// escapes its strings with this).
+pub fn plain_prefix(b: &[u8]) -> usize {
+    stop::<false>(b, 0)
+}
+
 /// Where the run of plain string content from `i` ends: at the next quote, backslash
 /// or control byte (or `@`, when `AT`), or at the end of `b`. Sixteen bytes at a time
 /// with SSE2 where every CPU has it (x86-64), eight at a time elsewhere, then byte by

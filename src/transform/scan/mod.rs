@@ -11,8 +11,8 @@ use std::collections::HashSet;
 
 mod lex;
 
-pub use lex::content_str;
 use lex::{blanks, unescape};
+pub use lex::{content_str, plain_prefix};
 
 use super::detect::{self, Detector};
 use super::jsonpath::{JsonPath, Step};
