@@ -228,13 +228,17 @@ struct Scanner<'a, 'r> {
     states: Vec<(u16, u16)>,
     /// Decoded member names of the open objects, for duplicate detection.
     keys: Vec<Cow<'a, str>>,
-    /// The opening bytes of the containers [`Scanner::skip`] is in, but for the
-    /// innermost (kept for reuse).
-    open: Vec<u8>,
+    /// The containers [`Scanner::skip`] is in, but for the innermost: opening byte and
+    /// number (kept for reuse).
+    open: Vec<(u8, u32)>,
     out: Scan,
 }
 
 type Range = (usize, usize);
+
+/// Where a member's name sits (content span, whether it holds escapes), for a value that
+/// is a member's.
+type Key = Option<(usize, usize, bool)>;
 
 impl<'a> Scanner<'a, '_> {
     fn value(
@@ -243,10 +247,11 @@ impl<'a> Scanner<'a, '_> {
         slot: Slot,
         key: Option<(usize, usize, bool)>,
     ) -> Result<(), ScanError> {
-        if self.request && st.0 == st.1 {
+        if st.0 == st.1 && (self.request || self.record_names.is_empty()) {
             // No rule can select anything below here: validate just as strictly, but
-            // without the bookkeeping selection needs.
-            return self.skip();
+            // without the bookkeeping selection needs. (A response with bound labels
+            // needs the record keys of every object: it takes the long way.)
+            return self.skip(key, slot.container);
         }
         self.count_node()?;
         let start = self.i;
@@ -290,47 +295,55 @@ impl<'a> Scanner<'a, '_> {
         Ok(())
     }
 
-    /// Validates a value no rule can reach (request direction): the same grammar, depth,
-    /// node and ciphertext checks, and the detectors, with no selection bookkeeping.
-    /// Most of a large body goes through here, so it is one loop with the position in
-    /// a local and the open containers on a stack of their opening bytes, instead of a
-    /// call per container and the position kept in the scanner.
-    fn skip(&mut self) -> Result<(), ScanError> {
+    /// Validates a value no rule can reach: the same grammar, depth, node and ciphertext
+    /// checks, the detectors (request direction) and the tokens with their member names
+    /// and containers (response direction), with no selection bookkeeping. Most of a
+    /// large body goes through here, so it is one loop with the position in a local and
+    /// the open containers on a stack, instead of a call per container and the position
+    /// kept in the scanner. `key` and `container` place the value itself.
+    fn skip(&mut self, key: Key, container: u32) -> Result<(), ScanError> {
         let mut open = std::mem::take(&mut self.open);
         open.clear();
-        let end = self.skip_from(self.i, &mut open);
+        let end = self.skip_from(self.i, key, container, &mut open);
         self.open = open;
         self.i = end?;
         Ok(())
     }
 
-    fn skip_from(&mut self, mut i: usize, open: &mut Vec<u8>) -> Result<usize, ScanError> {
+    fn skip_from(
+        &mut self,
+        mut i: usize,
+        mut key: Key,
+        mut container: u32,
+        open: &mut Vec<(u8, u32)>,
+    ) -> Result<usize, ScanError> {
         let b = self.b;
-        // The innermost open container's opening byte (0: none); the ones around it
-        // wait on `open`.
+        // The innermost open container's opening byte (0: none) and number; the ones
+        // around it wait on `open`.
         let mut top = 0u8;
         'value: loop {
-            // At the first byte of a value.
+            // At the first byte of a value; `key` and `container` place it.
             self.count_node()?;
             match b.get(i) {
                 Some(&opening @ (b'{' | b'[')) => {
-                    self.deeper()?;
+                    let id = self.deeper()?;
                     i = blanks(b, i + 1);
                     if b.get(i) == Some(&closing(opening)) {
                         i += 1;
                         self.depth -= 1;
                     } else {
-                        open.push(top);
-                        top = opening;
+                        open.push((top, container));
+                        (top, container) = (opening, id);
+                        key = None;
                         if opening == b'{' {
-                            i = member_name(b, i)?;
+                            (i, key) = member_name(b, i)?;
                         }
                         continue 'value;
                     }
                 }
                 Some(b'"') => {
                     let lexed = lex::string::<true>(b, i)?;
-                    self.string_seen(i, lexed, None, u32::MAX)?;
+                    self.string_seen(i, lexed, key, container)?;
                     i = lexed.end;
                 }
                 Some(b't') => i = lex::literal(b, i, b"true")?,
@@ -350,14 +363,16 @@ impl<'a> Scanner<'a, '_> {
                     Some(b',') => {
                         i = blanks(b, i + 1);
                         if top == b'{' {
-                            i = member_name(b, i)?;
+                            (i, key) = member_name(b, i)?;
+                        } else {
+                            key = None;
                         }
                         continue 'value;
                     }
                     Some(&c) if c == closing(top) => {
                         i += 1;
                         self.depth -= 1;
-                        top = open.pop().unwrap_or(0);
+                        (top, container) = open.pop().unwrap_or((0, u32::MAX));
                     }
                     _ => return Err(ScanError::Malformed(i)),
                 }
@@ -606,17 +621,20 @@ fn closing(opening: u8) -> u8 {
 }
 
 /// A member name at `i` (which must be its quote), and the colon after it: where the
-/// member's value starts.
+/// member's value starts, and the span of the name's content (and whether it holds
+/// escapes).
 #[inline(always)]
-fn member_name(b: &[u8], i: usize) -> Result<usize, ScanError> {
+fn member_name(b: &[u8], i: usize) -> Result<(usize, Key), ScanError> {
     if b.get(i) != Some(&b'"') {
         return Err(ScanError::Malformed(i));
     }
-    let i = blanks(b, lex::string::<false>(b, i)?.end);
+    let name = lex::string::<false>(b, i)?;
+    let key = Some((i + 1, name.end - 1, name.escaped));
+    let i = blanks(b, name.end);
     if b.get(i) != Some(&b':') {
         return Err(ScanError::Malformed(i));
     }
-    Ok(blanks(b, i + 1))
+    Ok((blanks(b, i + 1), key))
 }
 
 #[cfg(test)]

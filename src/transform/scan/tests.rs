@@ -305,3 +305,100 @@ fn response_mode_finds_tokens_with_their_member_names() {
 fn unescape_decodes_pairs() {
     assert_eq!(unescape(r#"a\u00e9\ud83d\ude00\n\/"#), "aé😀\n/");
 }
+
+/// Blanks now and then, of every kind JSON allows.
+fn blank(rng: &mut impl rand::Rng, out: &mut Vec<u8>) {
+    if rng.gen_ratio(1, 4) {
+        out.extend_from_slice([&b" "[..], b"\n  ", b"\t", b"\r\n"][rng.gen_range(0..4)]);
+    }
+}
+
+/// A random JSON document for the lean-versus-long-way comparisons: nested objects and
+/// arrays, our tokens (plain and escaped), other strings, numbers, literals, blanks.
+fn random_document(rng: &mut impl rand::Rng, depth: u32, out: &mut Vec<u8>) {
+    let scalars: [&[u8]; 9] = [
+        br#""tk1.a""#,
+        br#""tk1\u002eb""#,
+        br#""[tarnkappe""#,
+        br#""plain text""#,
+        br#""a\"b\\c""#,
+        b"-12.5e3",
+        b"0",
+        b"true",
+        b"null",
+    ];
+    match (depth, rng.gen_range(0..4)) {
+        (0, _) | (_, 0) => out.extend_from_slice(scalars[rng.gen_range(0..scalars.len())]),
+        (_, 1 | 2) => {
+            out.push(b'{');
+            for n in 0..rng.gen_range(0..5) {
+                if n > 0 {
+                    out.push(b',');
+                }
+                blank(rng, out);
+                out.extend_from_slice(format!("\"k{n}\"").as_bytes());
+                blank(rng, out);
+                out.push(b':');
+                blank(rng, out);
+                random_document(rng, depth - 1, out);
+                blank(rng, out);
+            }
+            out.push(b'}');
+        }
+        _ => {
+            out.push(b'[');
+            for n in 0..rng.gen_range(0..5) {
+                if n > 0 {
+                    out.push(b',');
+                }
+                blank(rng, out);
+                random_document(rng, depth - 1, out);
+                blank(rng, out);
+            }
+            out.push(b']');
+        }
+    }
+}
+
+/// In the response direction a body without bound labels goes through the lean
+/// validator, one with bound labels the long way (it needs every object's record
+/// keys). Both must find the same tokens with the same member names and containers,
+/// and refuse a broken body the same way at the same offset.
+#[test]
+fn responses_scan_the_same_the_lean_and_the_long_way() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let absent = ["no_such_member"];
+    let mut tokens = 0;
+    for n in 0..3_000 {
+        let mut body = Vec::new();
+        random_document(&mut rng, 5, &mut body);
+        if n % 3 == 0 && !body.is_empty() {
+            // Broken on purpose: cut short, or a byte changed.
+            let at = rng.gen_range(0..body.len());
+            if n % 2 == 0 {
+                body.truncate(at);
+            } else {
+                body[at] = [b'x', b'"', b',', b'}', 0x01][rng.gen_range(0..5)];
+            }
+        }
+        let lean = scan(&body, Mode::Response, LIMITS, ours);
+        let long = scan_keyed(&body, Mode::Response, &absent, LIMITS, ours);
+        match (lean, long) {
+            (Ok(lean), Ok(long)) => {
+                let key = |t: &TokenAt| (t.start, t.end, t.escaped, t.key, t.container);
+                let lean: Vec<_> = lean.tokens.iter().map(key).collect();
+                let long: Vec<_> = long.tokens.iter().map(key).collect();
+                assert_eq!(lean, long, "{}", String::from_utf8_lossy(&body));
+                tokens += lean.len();
+            }
+            (lean, long) => assert_eq!(
+                lean.map(|_| ()),
+                long.map(|_| ()),
+                "{}",
+                String::from_utf8_lossy(&body)
+            ),
+        }
+    }
+    assert!(tokens > 1_000, "too few tokens compared: {tokens}");
+}
