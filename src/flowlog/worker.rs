@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use zeroize::Zeroizing;
 
 use super::chain::{self, Header, GENESIS_PREV};
-use super::event::{ConfigStr, FlowEvent};
+use super::event::{ConfigStr, FieldEvent, FlowEvent};
 use super::sink::{Limits, Sink};
 use super::time::Clock;
 
@@ -60,6 +60,11 @@ pub(crate) struct Shared {
     pub write_failures: AtomicU64,
     pub flush: Mutex<FlushState>,
     pub flushed: Condvar,
+    /// Emptied field lists of written events, for the next events to fill: an event's
+    /// list is then neither allocated on a listener thread nor freed on the writer's,
+    /// which costs both sides far more than its size suggests (the allocator's slow
+    /// path, its locks, and cache lines moving between cores).
+    pub spare: Mutex<Vec<Vec<FieldEvent>>>,
     /// Lets a test hold the thread still so that the queue fills up.
     #[cfg(test)]
     pub gate: Mutex<()>,
@@ -76,10 +81,33 @@ pub(crate) struct FlushState {
     pub stopped: bool,
 }
 
+/// Most spare field lists kept; more are freed.
+const SPARE: usize = 4096;
+
 impl Shared {
     pub(crate) fn count_lost(&self, n: u64) {
         self.lost.fetch_add(n, Ordering::Relaxed);
         self.healthy.store(false, Ordering::Relaxed);
+    }
+
+    /// An empty field list, a spare one when there is one.
+    pub(crate) fn field_list(&self) -> Vec<FieldEvent> {
+        let spare = self.spare.lock().ok().and_then(|mut s| s.pop());
+        spare.unwrap_or_default()
+    }
+
+    /// Keeps the emptied field lists of written events for later ones.
+    fn recycle(&self, lists: impl Iterator<Item = Vec<FieldEvent>>) {
+        let Ok(mut spare) = self.spare.lock() else {
+            return;
+        };
+        for mut list in lists {
+            if spare.len() >= SPARE {
+                break;
+            }
+            list.clear();
+            spare.push(list);
+        }
     }
 }
 
@@ -287,7 +315,8 @@ impl Worker {
             }
             if count > 0 {
                 sink.write(buf, (self.pending[0].at, self.chain.seq + 1))?;
-                self.pending.drain(..count);
+                let written = self.pending.drain(..count).map(|held| held.event.fields);
+                self.shared.recycle(written);
                 self.chain = link;
                 self.shared
                     .written

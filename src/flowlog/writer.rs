@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::event::{ConfigStr, FlowEvent};
+use super::event::{ConfigStr, FieldEvent, FlowEvent};
 use super::files::{files_in_order, last_complete_line, line_info};
 use super::sink::{Limits, Sink};
 use super::worker::{Link, Msg, Shared, Stamped, Worker};
@@ -207,6 +207,12 @@ impl FlowLog {
         if self.inner.tx.try_send(msg).is_err() {
             self.inner.shared.count_lost(1);
         }
+    }
+
+    /// An empty list for an event's fields: one of written events when there is one,
+    /// so that a busy proxy does not allocate one per exchange.
+    pub fn field_list(&self) -> Vec<FieldEvent> {
+        self.inner.shared.field_list()
     }
 
     /// False while the last write failed or since events were lost; true again after the

@@ -187,18 +187,21 @@ impl Recorder {
             o(&ex);
         }
         if let Some(log) = &self.flowlog {
-            log.emit(self.event(ex, config));
+            log.emit(self.event(ex, config, log.field_list()));
         }
     }
 
-    fn event(&self, ex: Exchange, config: &Config) -> FlowEvent {
+    /// The flow event of `ex`; its field entries go into `fields` (empty).
+    fn event(&self, ex: Exchange, config: &Config, fields: Vec<FieldEvent>) -> FlowEvent {
         let mut ev = FlowEvent::new(ex.request_id.clone(), MethodName::new(ex.method.as_str()));
+        ev.fields = fields;
         if let Some(route) = &ex.route {
             ev.route = Some(route.name);
             ev.path_template = Some(route.template.text);
-            // At most one entry per rule and per opened label: one allocation.
+            // At most one entry per rule and per opened label: at most one allocation
+            // (none once the list has served an earlier event of this size).
             let most = route.rules.fields.len() + route.query_rules.fields.len();
-            ev.fields.reserve_exact(most + ex.response_opened.len());
+            ev.fields.reserve(most + ex.response_opened.len());
             for (rule, count) in ex.request_counts(route) {
                 ev.fields.push(FieldEvent {
                     label: rule.label,

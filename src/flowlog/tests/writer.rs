@@ -283,3 +283,30 @@ fn flush_waits_for_everything_emitted_before_it() {
     log.shutdown(WAIT);
     verify(&[path], None).unwrap();
 }
+
+/// Written events hand their field lists back, emptied, for the next events: a later
+/// event built on one carries its own fields only.
+#[test]
+fn field_lists_of_written_events_serve_later_events_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flow.jsonl");
+    let log = FlowLog::start(config(&path)).unwrap();
+    assert_eq!(log.field_list().capacity(), 0, "nothing to hand back yet");
+    log.emit(event(1));
+    assert!(log.flush(WAIT));
+    let list = log.field_list();
+    assert!(list.is_empty());
+    assert!(list.capacity() >= 2, "the written event's list came back");
+    let mut second = event(2);
+    let mut fields = list;
+    fields.push(second.fields.remove(0));
+    second.fields = fields;
+    log.emit(second);
+    assert!(log.flush(WAIT));
+    log.shutdown(WAIT);
+    let events = parsed(&path);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].fields.len(), 2);
+    assert_eq!(events[1].fields.len(), 1);
+    assert_eq!(events[1].fields[0].label, "email");
+}
