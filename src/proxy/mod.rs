@@ -257,6 +257,44 @@ impl Worker {
         id_header: HeaderValue,
         ex: &mut Exchange,
     ) -> Result<Response<Body>, ProxyError> {
+        // In two steps, so that what only the preparation needs takes no room in this
+        // future while it waits on the upstream (hyper moves the future of an exchange).
+        let (req, fwd, route) = self.prepare(pinned, req, seen, id_header, ex).await?;
+        let snap = &*pinned.snap;
+        let config = &snap.config;
+        let upstream_started = Instant::now();
+        let answer = self
+            .wheel
+            .within(
+                config.upstream.timeout,
+                self.client.send(&config.upstream.authority, req, &fwd),
+            )
+            .await;
+        ex.upstream_time = Some(upstream_started.elapsed());
+        let resp = match answer {
+            None => return Err(ProxyError::UpstreamTimeout),
+            Some(Err(_)) => return Err(ProxyError::UpstreamFailed),
+            Some(Ok(resp)) => resp,
+        };
+        // The upstream client has taken the answer's hop-by-hop headers out.
+        let (parts, body) = resp.into_parts();
+        match route.filter(|r| r.has_rules()) {
+            Some(route) => Box::pin(self.open_response(snap, &route, parts, body, ex)).await,
+            None => Ok(Response::from_parts(parts, body)),
+        }
+    }
+
+    /// Routes the request and makes the one that goes upstream: path and query as
+    /// matched (and transformed), body transformed, hop-by-hop headers out, forwarding
+    /// headers for the head; with the route, for the answer.
+    async fn prepare(
+        &self,
+        pinned: &Pinned,
+        req: Request<Body>,
+        seen: Seen,
+        id_header: HeaderValue,
+        ex: &mut Exchange,
+    ) -> Result<(Request<Body>, upstream::Forwarding, Option<Arc<Route>>), ProxyError> {
         let snap = &*pinned.snap;
         let config = &snap.config;
         let (mut parts, body) = req.into_parts();
@@ -332,30 +370,7 @@ impl Worker {
             );
         }
         parts.version = Version::HTTP_11;
-        let upstream_started = Instant::now();
-        let answer = self
-            .wheel
-            .within(
-                config.upstream.timeout,
-                self.client.send(
-                    &config.upstream.authority,
-                    Request::from_parts(parts, body),
-                    &fwd,
-                ),
-            )
-            .await;
-        ex.upstream_time = Some(upstream_started.elapsed());
-        let resp = match answer {
-            None => return Err(ProxyError::UpstreamTimeout),
-            Some(Err(_)) => return Err(ProxyError::UpstreamFailed),
-            Some(Ok(resp)) => resp,
-        };
-        // The upstream client has taken the answer's hop-by-hop headers out.
-        let (parts, body) = resp.into_parts();
-        match rules {
-            Some(route) => Box::pin(self.open_response(snap, route, parts, body, ex)).await,
-            None => Ok(Response::from_parts(parts, body)),
-        }
+        Ok((Request::from_parts(parts, body), fwd, route))
     }
 
     /// Applies the route's query rules (a query string is form-encoded).
