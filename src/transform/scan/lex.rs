@@ -1,10 +1,11 @@
 //! The lexical half of the strict scanner: whitespace, literals, numbers and strings
-//! (escapes, surrogate pairs, control bytes) searched sixteen bytes at a time, and whether a string value is one of our ciphertexts. Errors carry offsets,
-//! never bytes of the body.
+//! (escapes, surrogate pairs, control bytes) searched sixteen bytes at a time, and
+//! whether a string value is one of our ciphertexts. Errors carry offsets, never bytes
+//! of the body.
 
 use std::borrow::Cow;
 
-use super::{detect, ScanError, Scanner, TokenAt, ValueType};
+use super::{detect, Key, ScanError, Scanner, TokenAt, ValueType};
 
 impl Scanner<'_, '_> {
     pub(super) fn malformed<T>(&self) -> Result<T, ScanError> {
@@ -43,11 +44,7 @@ impl Scanner<'_, '_> {
     /// A string value starting at `self.i` (the quote): validated, shown to the
     /// detectors and refused or recorded if it is one of ours.
     #[inline(always)]
-    pub(super) fn string_value(
-        &mut self,
-        key: Option<(usize, usize, bool)>,
-        container: u32,
-    ) -> Result<bool, ScanError> {
+    pub(super) fn string_value(&mut self, key: Key, container: u32) -> Result<bool, ScanError> {
         let start = self.i;
         let lexed = string::<true>(self.b, start)?;
         self.i = lexed.end;
@@ -71,7 +68,7 @@ impl Scanner<'_, '_> {
         &mut self,
         start: usize,
         lexed: Lexed,
-        key: Option<(usize, usize, bool)>,
+        key: Key,
         container: u32,
     ) -> Result<(), ScanError> {
         let end = lexed.end;

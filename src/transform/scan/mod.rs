@@ -238,15 +238,10 @@ type Range = (usize, usize);
 
 /// Where a member's name sits (content span, whether it holds escapes), for a value that
 /// is a member's.
-type Key = Option<(usize, usize, bool)>;
+pub(super) type Key = Option<(usize, usize, bool)>;
 
 impl<'a> Scanner<'a, '_> {
-    fn value(
-        &mut self,
-        st: Range,
-        slot: Slot,
-        key: Option<(usize, usize, bool)>,
-    ) -> Result<(), ScanError> {
+    fn value(&mut self, st: Range, slot: Slot, key: Key) -> Result<(), ScanError> {
         if st.0 == st.1 && (self.request || self.record_names.is_empty()) {
             // No rule can select anything below here: validate just as strictly, but
             // without the bookkeeping selection needs. (A response with bound labels
@@ -461,12 +456,7 @@ impl<'a> Scanner<'a, '_> {
                 None
             };
             let record = self.record_key_index(raw, escaped);
-            self.ws();
-            if self.b.get(self.i) != Some(&b':') {
-                return self.malformed();
-            }
-            self.i += 1;
-            self.ws();
+            self.i = colon(self.b, self.i)?;
             let value_start = self.i;
             let child = match &name {
                 None => (self.states.len(), self.states.len()),
@@ -630,11 +620,18 @@ fn member_name(b: &[u8], i: usize) -> Result<(usize, Key), ScanError> {
     }
     let name = lex::string::<false>(b, i)?;
     let key = Some((i + 1, name.end - 1, name.escaped));
-    let i = blanks(b, name.end);
+    Ok((colon(b, name.end)?, key))
+}
+
+/// The colon after a member name that ends at `i`, blanks around it allowed: where the
+/// member's value starts.
+#[inline(always)]
+fn colon(b: &[u8], i: usize) -> Result<usize, ScanError> {
+    let i = blanks(b, i);
     if b.get(i) != Some(&b':') {
         return Err(ScanError::Malformed(i));
     }
-    Ok((blanks(b, i + 1), key))
+    Ok(blanks(b, i + 1))
 }
 
 #[cfg(test)]
