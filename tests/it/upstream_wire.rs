@@ -200,6 +200,14 @@ async fn answers_to_head_have_a_length_and_no_body() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "no body was waited for");
 }
 
+/// The head of a binary upload of `len` bytes that closes the connection after it.
+fn upload_head(len: usize) -> String {
+    format!(
+        "POST /api/upload HTTP/1.1\r\nHost: shop\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {len}\r\nConnection: close\r\n\r\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_before_the_body_was_read_reaches_the_client() {
     let answer = b"HTTP/1.1 413 Content Too Large\r\ncontent-type: text/plain\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big!";
@@ -211,11 +219,7 @@ async fn a_refusal_before_the_body_was_read_reaches_the_client() {
         .await;
     // Far more than the sockets between proxy and backend hold, so the upload stalls.
     let upload = vec![b'x'; 6 * 1024 * 1024];
-    let head = format!(
-        "POST /api/upload HTTP/1.1\r\nHost: shop\r\nContent-Type: application/octet-stream\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        upload.len()
-    );
+    let head = upload_head(upload.len());
     let started = std::time::Instant::now();
     let reply = stack.raw_streaming(head, upload).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -237,11 +241,7 @@ async fn a_100_continue_during_a_large_upload_does_not_stop_it() {
         .await;
     // Far more than the sockets hold: the backend's 100 arrives mid-upload.
     let upload: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
-    let head = format!(
-        "POST /api/upload HTTP/1.1\r\nHost: shop\r\nContent-Type: application/octet-stream\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        upload.len()
-    );
+    let head = upload_head(upload.len());
     let reply = stack.raw_streaming(head, upload.clone()).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.text(), "ok");
