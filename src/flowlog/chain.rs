@@ -7,7 +7,7 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::event::{ClientAddr, ConfigStr, FlowEvent};
+use super::event::{ClientAddr, ConfigStr, FieldEvent, FlowEvent};
 
 /// `prev` of the very first event of a chain.
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -33,12 +33,13 @@ const SEAL_LEN: usize = HASH_MEMBER.len() + 64 + 2;
 #[cfg(test)]
 pub(crate) fn seal(ev: &FlowEvent, head: &Header<'_>, key: Option<&[u8; 32]>) -> (Vec<u8>, String) {
     let mut line = Vec::new();
-    let hash = seal_into(&mut line, ev, head, key);
+    let hash = seal_into(&mut line, ev, head, key, &mut FieldHeads::default());
     (line, String::from_utf8_lossy(&hash).into_owned())
 }
 
 /// As [`seal`], appending the line to `out` and returning the hash's hex digits: the
-/// writer's hot path, one buffer for a whole batch and no allocation per event.
+/// writer's hot path, one buffer for a whole batch and no allocation per event. `heads`
+/// keeps the field entries of earlier events.
 ///
 /// Written by hand rather than through serde: the member order and escaping are those
 /// of `serde_json` for [`Record`] (a test holds the two to the same bytes), at a fraction
@@ -48,6 +49,7 @@ pub(crate) fn seal_into(
     ev: &FlowEvent,
     head: &Header<'_>,
     key: Option<&[u8; 32]>,
+    heads: &mut FieldHeads,
 ) -> [u8; 64] {
     let start = out.len();
     out.extend_from_slice(b"{\"v\":");
@@ -83,15 +85,7 @@ pub(crate) fn seal_into(
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(b"{\"label\":");
-        push_str(out, f.label.as_str());
-        out.extend_from_slice(b",\"category\":");
-        push_str(out, f.category.as_str());
-        out.extend_from_slice(b",\"action\":");
-        push_str(out, f.action.as_str());
-        out.extend_from_slice(b",\"direction\":");
-        push_str(out, f.direction.as_str());
-        out.extend_from_slice(b",\"count\":");
+        out.extend_from_slice(heads.get(f));
         push_u64(out, u64::from(f.count));
         out.push(b'}');
     }
@@ -129,6 +123,53 @@ pub(crate) fn seal_into(
     out.extend_from_slice(&hash);
     out.extend_from_slice(b"\"}\n");
     hash
+}
+
+/// Field entries up to their count (`{"label":…,"direction":"request","count":`), each
+/// written once for the writer's life instead of four strings escaped per entry and event.
+/// The names are interned config strings, so their addresses (and lengths: the compiler
+/// may store one constant inside another) tell entries apart; equal texts at different
+/// addresses just take two slots.
+#[derive(Default)]
+pub(crate) struct FieldHeads {
+    slots: Vec<Option<(HeadKey, Box<[u8]>)>>,
+}
+
+type HeadKey = [usize; 7];
+
+/// A config has a few dozen rules at most: a collision only costs writing an entry anew.
+const HEAD_SLOTS: usize = 64;
+
+impl FieldHeads {
+    fn get(&mut self, f: &FieldEvent) -> &[u8] {
+        let names = [f.label.as_str(), f.category.as_str(), f.action.as_str()];
+        let mut key: HeadKey = [f.direction as usize; 7];
+        for (i, name) in names.iter().enumerate() {
+            key[2 * i] = name.as_ptr() as usize;
+            key[2 * i + 1] = name.len();
+        }
+        let mixed = key.iter().fold(0u64, |h, &w| {
+            (h ^ w as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        });
+        let at = (mixed >> 58) as usize % HEAD_SLOTS;
+        if self.slots.is_empty() {
+            self.slots.resize_with(HEAD_SLOTS, || None);
+        }
+        if !matches!(&self.slots[at], Some((k, _)) if *k == key) {
+            let mut entry = Vec::with_capacity(128);
+            entry.extend_from_slice(b"{\"label\":");
+            push_str(&mut entry, names[0]);
+            entry.extend_from_slice(b",\"category\":");
+            push_str(&mut entry, names[1]);
+            entry.extend_from_slice(b",\"action\":");
+            push_str(&mut entry, names[2]);
+            entry.extend_from_slice(b",\"direction\":");
+            push_str(&mut entry, f.direction.as_str());
+            entry.extend_from_slice(b",\"count\":");
+            self.slots[at] = Some((key, entry.into_boxed_slice()));
+        }
+        self.slots[at].as_ref().map_or(&[], |(_, entry)| entry)
+    }
 }
 
 fn push_u64(out: &mut Vec<u8>, n: u64) {
@@ -350,6 +391,53 @@ mod tests {
                 assert_eq!(digest(key, GENESIS_PREV, &want), hash);
                 want.pop();
                 want.extend_from_slice(format!(",\"hash\":\"{hash}\"}}\n").as_bytes());
+                assert_eq!(
+                    String::from_utf8(line).unwrap(),
+                    String::from_utf8(want).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn field_entries_kept_between_events_write_what_serde_writes() {
+        // More distinct entries than slots, so some evict others, names that are one
+        // inside another, and every entry seen again with other counts.
+        let inst = ConfigStr::new("web-1");
+        let labels: Vec<ConfigStr> = (0..40)
+            .map(|i| ConfigStr::new(&format!("label.{i}\"x")))
+            .collect();
+        let actions = [
+            ConfigStr::constant("encrypt-deterministic"),
+            ConfigStr::constant("encrypt"),
+            ConfigStr::new("encrypt"),
+        ];
+        let mut heads = FieldHeads::default();
+        for round in 0..3u32 {
+            for (i, label) in labels.iter().enumerate() {
+                let mut ev =
+                    FlowEvent::new(RequestId::sanitize("r1").unwrap(), MethodName::new("POST"));
+                for (j, action) in actions.iter().enumerate() {
+                    ev.fields.push(FieldEvent {
+                        label: *label,
+                        category: ConfigStr::new("user.contact.email"),
+                        action: *action,
+                        direction: if (i + j + round as usize) % 2 == 0 {
+                            Direction::Request
+                        } else {
+                            Direction::Response
+                        },
+                        count: round * 1000 + (i * 3 + j) as u32,
+                    });
+                }
+                let head = head(&inst, GENESIS_PREV);
+                let mut line = Vec::new();
+                let hash = seal_into(&mut line, &ev, &head, None, &mut heads);
+                let mut want = by_serde(&ev, &head, None);
+                want.pop();
+                want.extend_from_slice(b",\"hash\":\"");
+                want.extend_from_slice(&hash);
+                want.extend_from_slice(b"\"}\n");
                 assert_eq!(
                     String::from_utf8(line).unwrap(),
                     String::from_utf8(want).unwrap()

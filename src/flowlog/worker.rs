@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use zeroize::Zeroizing;
 
-use super::chain::{self, Header, GENESIS_PREV};
+use super::chain::{self, FieldHeads, Header, GENESIS_PREV};
 use super::event::{ConfigStr, FieldEvent, FlowEvent};
 use super::sink::{Limits, Sink};
 use super::time::Clock;
@@ -145,6 +145,8 @@ pub(crate) struct Worker {
     pub dirty_since: Option<Instant>,
     /// The lines of the batch being written; kept between batches.
     pub buf: Vec<u8>,
+    /// Field entries written so far, for the next events.
+    pub heads: FieldHeads,
 }
 
 impl Worker {
@@ -298,7 +300,7 @@ impl Worker {
                     prev: &link.prev,
                 };
                 let start = buf.len();
-                let hash = chain::seal_into(buf, &held.event, &head, key);
+                let hash = chain::seal_into(buf, &held.event, &head, key, &mut self.heads);
                 if sink.should_rotate(start, buf.len() - start, now, self.limits) {
                     buf.truncate(start);
                     rotate = true;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use super::chain::FieldHeads;
 use super::event::{ConfigStr, FieldEvent, FlowEvent};
 use super::files::{files_in_order, last_complete_line, line_info};
 use super::sink::{Limits, Sink};
@@ -180,6 +181,7 @@ impl FlowLog {
             failing: false,
             dirty_since: None,
             buf: Vec::new(),
+            heads: FieldHeads::default(),
         };
         let thread = std::thread::Builder::new()
             .name("tarnkappe-flowlog".into())
