@@ -185,6 +185,7 @@ pub fn scan_keyed(
         record_names,
         request,
         limits,
+        count_nodes: could_exceed(body.len(), limits.max_nodes),
         is_ours,
         depth: 0,
         nodes: 0,
@@ -210,6 +211,14 @@ pub fn scan_keyed(
     Ok(s.out)
 }
 
+/// Whether a body of `len` bytes can hold more than `max_nodes` values. Each value takes a
+/// byte, and every value after the first of a container a separator or a closing byte more:
+/// a body of n bytes holds at most (n + 1) / 2 values (`[0,0,0]`, `[[[]]]`). Below that the
+/// lean loop need not count them.
+fn could_exceed(len: usize, max_nodes: usize) -> bool {
+    len / 2 + 1 > max_nodes
+}
+
 struct Scanner<'a, 'r> {
     /// The body as text (checked UTF-8 once), for borrowing member names.
     s: &'a str,
@@ -220,6 +229,8 @@ struct Scanner<'a, 'r> {
     record_names: &'r [&'r str],
     request: bool,
     limits: Limits,
+    /// False when the body is too short to exceed `max_nodes` (see [`could_exceed`]).
+    count_nodes: bool,
     is_ours: fn(&str) -> bool,
     depth: usize,
     nodes: usize,
@@ -299,13 +310,17 @@ impl<'a> Scanner<'a, '_> {
     fn skip(&mut self, key: Key, container: u32) -> Result<(), ScanError> {
         let mut open = std::mem::take(&mut self.open);
         open.clear();
-        let end = self.skip_from(self.i, key, container, &mut open);
+        let end = if self.count_nodes {
+            self.skip_from::<true>(self.i, key, container, &mut open)
+        } else {
+            self.skip_from::<false>(self.i, key, container, &mut open)
+        };
         self.open = open;
         self.i = end?;
         Ok(())
     }
 
-    fn skip_from(
+    fn skip_from<const COUNT: bool>(
         &mut self,
         mut i: usize,
         mut key: Key,
@@ -318,7 +333,9 @@ impl<'a> Scanner<'a, '_> {
         let mut top = 0u8;
         'value: loop {
             // At the first byte of a value; `key` and `container` place it.
-            self.count_node()?;
+            if COUNT {
+                self.count_node()?;
+            }
             match b.get(i) {
                 Some(&opening @ (b'{' | b'[')) => {
                     let id = self.deeper()?;

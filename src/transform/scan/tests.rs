@@ -402,3 +402,63 @@ fn responses_scan_the_same_the_lean_and_the_long_way() {
     }
     assert!(tokens > 1_000, "too few tokens compared: {tokens}");
 }
+
+/// Every value of a document, containers included, counted independently of the scanner.
+fn values_in(v: &serde_json::Value) -> usize {
+    1 + match v {
+        serde_json::Value::Array(items) => items.iter().map(values_in).sum(),
+        serde_json::Value::Object(members) => members.values().map(values_in).sum(),
+        _ => 0,
+    }
+}
+
+/// The lean loop stops counting values when the body is too short to hold more than
+/// `max_nodes`: the bound it relies on must hold for every document, the densest shapes
+/// included, and the limit must still refuse one value too many.
+#[test]
+fn bodies_too_short_to_exceed_the_node_limit_hold_no_more_values() {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+    let dense = [
+        "0",
+        "[0,0,0]",
+        "[[[]]]",
+        r#"{"":0}"#,
+        r#"[{},[],"",0]"#,
+        "[]",
+    ];
+    let mut bodies: Vec<Vec<u8>> = dense.iter().map(|d| d.as_bytes().to_vec()).collect();
+    for _ in 0..2_000 {
+        let mut body = Vec::new();
+        random_document(&mut rng, 6, &mut body);
+        bodies.push(body);
+    }
+    for body in &bodies {
+        let parsed: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let values = values_in(&parsed);
+        assert!(
+            values <= (body.len() + 1) / 2,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+        // Any limit below the count (the highest suffices) leaves counting on.
+        assert!(
+            could_exceed(body.len(), values - 1),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // [0,0,...,0] with k zeros: k + 1 values in 2k + 1 bytes, the densest there is.
+    for k in [1, 2, 10, 4_999] {
+        let body = format!("[{}0]", "0,".repeat(k - 1));
+        let at = |max_nodes| {
+            let limits = Limits {
+                max_depth: 64,
+                max_nodes,
+            };
+            scan(body.as_bytes(), Mode::Request(&[]), limits, never).map(|_| ())
+        };
+        assert_eq!(at(k + 1), Ok(()), "{k}");
+        assert_eq!(at(k), Err(ScanError::TooManyNodes), "{k}");
+    }
+}
