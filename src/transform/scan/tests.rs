@@ -437,7 +437,7 @@ fn bodies_too_short_to_exceed_the_node_limit_hold_no_more_values() {
         let parsed: serde_json::Value = serde_json::from_slice(body).unwrap();
         let values = values_in(&parsed);
         assert!(
-            values <= (body.len() + 1) / 2,
+            values <= body.len().div_ceil(2),
             "{}",
             String::from_utf8_lossy(body)
         );
