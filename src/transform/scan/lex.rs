@@ -191,12 +191,13 @@ pub(super) fn string<const AT: bool>(b: &[u8], i: usize) -> Result<Lexed, ScanEr
         at: false,
     };
     loop {
-        i = stop::<AT>(b, i);
+        i = stop::<AT, true>(b, i);
         match b.get(i) {
             Some(b'"') => {
                 lexed.end = i + 1;
                 return Ok(lexed);
             }
+            Some(0x80..) => i = beyond_ascii(b, i)?,
             Some(b'\\') => {
                 lexed.escaped = true;
                 i = escape(b, i + 1)?;
@@ -207,6 +208,18 @@ pub(super) fn string<const AT: bool>(b: &[u8], i: usize) -> Result<Lexed, ScanEr
             }
             _ => return Err(ScanError::Malformed(i)),
         }
+    }
+}
+
+/// The run of string content from `i`, where a byte above ASCII is: checked as UTF-8 up
+/// to the next quote, backslash, control byte or `@` (all ASCII, so never inside a
+/// character), and where it ends.
+#[cold]
+fn beyond_ascii(b: &[u8], i: usize) -> Result<usize, ScanError> {
+    let end = stop::<true, false>(b, i);
+    match std::str::from_utf8(&b[i..end]) {
+        Ok(_) => Ok(end),
+        Err(_) => Err(ScanError::InvalidUtf8),
     }
 }
 
@@ -261,15 +274,15 @@ fn digits_end(b: &[u8], mut i: usize) -> usize {
 /// the run before the first quote, backslash or control byte (the flow log's writer
 /// escapes its strings with this).
 pub fn plain_prefix(b: &[u8]) -> usize {
-    stop::<false>(b, 0)
+    stop::<false, false>(b, 0)
 }
 
 /// Where the run of plain string content from `i` ends: at the next quote, backslash
-/// or control byte (or `@`, when `AT`), or at the end of `b`. Sixteen bytes at a time
-/// with SSE2 where every CPU has it (x86-64), eight at a time elsewhere, then byte by
-/// byte for the tail.
+/// or control byte (or `@`, when `AT`; or a byte above ASCII, when `HIGH`), or at the
+/// end of `b`. Sixteen bytes at a time with SSE2 where every CPU has it (x86-64), eight
+/// at a time elsewhere, then byte by byte for the tail.
 #[inline(always)]
-fn stop<const AT: bool>(b: &[u8], mut i: usize) -> usize {
+fn stop<const AT: bool, const HIGH: bool>(b: &[u8], mut i: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         use safe_arch::{
@@ -293,7 +306,11 @@ fn stop<const AT: bool>(b: &[u8], mut i: usize) -> usize {
             if AT {
                 hit = bitor_m128i(hit, cmp_eq_mask_i8_m128i(v, at));
             }
-            let mask = move_mask_i8_m128i(hit);
+            let mut mask = move_mask_i8_m128i(hit);
+            if HIGH {
+                // The sign bits are the bytes above ASCII.
+                mask |= move_mask_i8_m128i(v);
+            }
             if mask != 0 {
                 return i + mask.trailing_zeros() as usize;
             }
@@ -302,32 +319,34 @@ fn stop<const AT: bool>(b: &[u8], mut i: usize) -> usize {
     }
     while let Some(chunk) = b.get(i..i + 8) {
         let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-        let mask = if AT {
+        let mut mask = if AT {
             special(w) | at_sign(w)
         } else {
             special(w)
         };
+        if HIGH {
+            mask |= w & HIGH_BITS;
+        }
         if mask != 0 {
             return i + (mask.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
-    while b
-        .get(i)
-        .is_some_and(|&c| c != b'"' && c != b'\\' && c >= 0x20 && (!AT || c != b'@'))
-    {
+    while b.get(i).is_some_and(|&c| {
+        c != b'"' && c != b'\\' && c >= 0x20 && (!AT || c != b'@') && (!HIGH || c < 0x80)
+    }) {
         i += 1;
     }
     i
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
 /// The classic "has a zero byte" test: the lowest marked byte is exact (a borrow can
 /// only mark bytes above a real match), which is all the callers use.
 fn zero_byte(x: u64) -> u64 {
-    x.wrapping_sub(ONES) & !x & HIGH
+    x.wrapping_sub(ONES) & !x & HIGH_BITS
 }
 
 /// Marks the bytes of `w` that end a run of plain string content: a quote, a backslash
@@ -335,7 +354,7 @@ fn zero_byte(x: u64) -> u64 {
 fn special(w: u64) -> u64 {
     let quote = zero_byte(w ^ (ONES * u64::from(b'"')));
     let backslash = zero_byte(w ^ (ONES * u64::from(b'\\')));
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH_BITS;
     quote | backslash | control
 }
 
@@ -346,7 +365,7 @@ fn at_sign(w: u64) -> u64 {
 
 /// The content of a validated string (without quotes), decoded when it holds escapes.
 pub fn content_str(raw: &[u8], escaped: bool) -> Cow<'_, str> {
-    // The whole body was checked as UTF-8 and the string as JSON before this is called.
+    // The string was checked as JSON and its content as UTF-8 before this is called.
     let text = std::str::from_utf8(raw).unwrap_or_default();
     if escaped {
         Cow::Owned(unescape(text))
@@ -399,12 +418,14 @@ mod tests {
 
     /// The wide search against the obvious byte loop: every stopping byte at every
     /// offset of bodies from 0 to 40 bytes long, so that each width (16, 8, 1) and each
-    /// hand-over between them is taken, and non-ASCII bytes never stop it.
+    /// hand-over between them is taken; non-ASCII bytes stop it only when asked.
     #[test]
     fn stops_where_the_byte_loop_stops() {
-        let naive = |b: &[u8], at: bool| {
+        let naive = |b: &[u8], at: bool, high: bool| {
             b.iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (at && c == b'@'))
+                .position(|&c| {
+                    c == b'"' || c == b'\\' || c < 0x20 || (at && c == b'@') || (high && c >= 0x80)
+                })
                 .unwrap_or(b.len())
         };
         for len in 0..40 {
@@ -417,10 +438,22 @@ mod tests {
                     if pos < len {
                         body[pos] = special;
                     }
-                    assert_eq!(stop::<true>(&body, 0), naive(&body, true), "{body:?}");
-                    assert_eq!(stop::<false>(&body, 0), naive(&body, false), "{body:?}");
-                    if len > 3 {
-                        assert_eq!(stop::<true>(&body, 3), 3 + naive(&body[3..], true));
+                    let mut ascii = body.clone();
+                    ascii
+                        .iter_mut()
+                        .filter(|c| **c >= 0x80)
+                        .for_each(|c| *c = b'b');
+                    for body in [&body, &ascii] {
+                        let (b, n) = (&body[..], naive);
+                        assert_eq!(stop::<true, false>(b, 0), n(b, true, false), "{b:?}");
+                        assert_eq!(stop::<false, false>(b, 0), n(b, false, false), "{b:?}");
+                        assert_eq!(stop::<true, true>(b, 0), n(b, true, true), "{b:?}");
+                        assert_eq!(stop::<false, true>(b, 0), n(b, false, true), "{b:?}");
+                        if len > 3 {
+                            let tail = &b[3..];
+                            assert_eq!(stop::<true, false>(b, 3), 3 + n(tail, true, false));
+                            assert_eq!(stop::<false, true>(b, 3), 3 + n(tail, false, true));
+                        }
                     }
                 }
             }

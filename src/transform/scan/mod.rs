@@ -172,14 +172,31 @@ pub fn scan_keyed(
     if body.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(ScanError::Bom);
     }
-    let text = std::str::from_utf8(body).map_err(|_| ScanError::InvalidUtf8)?;
+    scan_checked(body, mode, record_names, limits, is_ours).map_err(|e| {
+        // The lexer checks UTF-8 only where JSON allows bytes above ASCII (in strings)
+        // and the grammar refuses them elsewhere; a broken body that is also not UTF-8
+        // is refused as not UTF-8, whichever came first.
+        if std::str::from_utf8(body).is_err() {
+            ScanError::InvalidUtf8
+        } else {
+            e
+        }
+    })
+}
+
+fn scan_checked(
+    body: &[u8],
+    mode: Mode<'_>,
+    record_names: &[&str],
+    limits: Limits,
+    is_ours: fn(&str) -> bool,
+) -> Result<Scan, ScanError> {
     let (rules, request) = match mode {
         Mode::Request(rules) => (rules, true),
         Mode::Response => (&[][..], false),
     };
     let mut s = Scanner {
-        s: text,
-        b: text.as_bytes(),
+        b: body,
         i: 0,
         rules,
         record_names,
@@ -220,8 +237,8 @@ fn could_exceed(len: usize, max_nodes: usize) -> bool {
 }
 
 struct Scanner<'a, 'r> {
-    /// The body as text (checked UTF-8 once), for borrowing member names.
-    s: &'a str,
+    /// The body. Strings are checked as UTF-8 as they are read; nothing else may hold
+    /// bytes above ASCII.
     b: &'a [u8],
     i: usize,
     rules: &'r [JsonPath],
@@ -459,7 +476,7 @@ impl<'a> Scanner<'a, '_> {
             // apply, so neither can a duplicate change what reaches the backend.
             let on_path = st.0 != st.1;
             let name = if on_path {
-                let text = &self.s[raw.0..raw.1];
+                let text = self.text(raw)?;
                 let name = if escaped {
                     Cow::Owned(unescape(text))
                 } else {
@@ -519,12 +536,18 @@ impl<'a> Scanner<'a, '_> {
         Ok(())
     }
 
+    /// The content of a string the lexer has read (and so checked as UTF-8).
+    fn text(&self, raw: (usize, usize)) -> Result<&'a str, ScanError> {
+        let b: &'a [u8] = self.b;
+        std::str::from_utf8(&b[raw.0..raw.1]).map_err(|_| ScanError::InvalidUtf8)
+    }
+
     /// Which of the record-key names this member has, if any.
     fn record_key_index(&self, raw: (usize, usize), escaped: bool) -> Option<usize> {
         if self.record_names.is_empty() {
             return None;
         }
-        let text = &self.s[raw.0..raw.1];
+        let text = self.text(raw).ok()?;
         let name = if escaped {
             Cow::Owned(unescape(text))
         } else {

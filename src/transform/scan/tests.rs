@@ -60,11 +60,21 @@ fn random_body(
 #[test]
 fn accepts_exactly_what_serde_json_accepts() {
     use rand::SeedableRng;
-    let pieces: [&[u8]; 17] = [
+    let pieces: [&[u8]; 25] = [
         b"a",
         b"Z9",
         "é".as_bytes(),
         "😀".as_bytes(),
+        "€ and more text past sixteen bytes".as_bytes(),
+        // Not UTF-8: a stray byte, a lone continuation, a cut-off sequence, an overlong
+        // form, an encoded surrogate, beyond U+10FFFF.
+        b"\xff",
+        b"\xa9",
+        b"\xe2\x82",
+        b"\xc0\xaf",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"@",
         b"\"",
         b"\\",
         b"\\n",
@@ -79,13 +89,14 @@ fn accepts_exactly_what_serde_json_accepts() {
         b" ",
         b"tk",
     ];
-    let shapes: [&[u8]; 6] = [
+    let shapes: [&[u8]; 7] = [
         b"\"S\"",
         b"[\"S\",1]",
         b"{\"S\":\"S\"}",
         b"{\"k\":[\"S\",{\"S\":null}]}",
         b"\"S",
         b"[\"S\"]x",
+        b"[\"a\"]S",
     ];
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     // On a configured path everywhere, and nowhere (the lean validation of values no
@@ -174,6 +185,25 @@ fn refuses_what_a_backend_might_read_differently() {
     ));
     assert_eq!(err(b"\xEF\xBB\xBF{}"), ScanError::Bom);
     assert_eq!(err(b"{\"a\":\"\xff\"}"), ScanError::InvalidUtf8);
+    // Bytes that are not UTF-8 anywhere, also after another fault, in either direction
+    // and off any rule's path: refused as not UTF-8.
+    let nowhere = [JsonPath::parse("$.no_such_member").unwrap()];
+    for bad in [
+        &b"\xff"[..],
+        b"{\"a\":1}\xff",
+        b"[1,\xff]",
+        b"[1 2,\"\xff\"]",
+        b"{\"\xc3\":1}",
+        b"[\"a\",\"\xed\xa0\x80\"]",
+        b"[\"a long plain run before it \xc0\xaf\"]",
+    ] {
+        let shown = String::from_utf8_lossy(bad);
+        assert_eq!(err(bad), ScanError::InvalidUtf8, "{shown}");
+        let lean = scan(bad, Mode::Request(&nowhere), LIMITS, ours);
+        assert_eq!(lean.unwrap_err(), ScanError::InvalidUtf8, "{shown}");
+        let response = scan(bad, Mode::Response, LIMITS, ours);
+        assert_eq!(response.unwrap_err(), ScanError::InvalidUtf8, "{shown}");
+    }
     assert!(matches!(
         err(br#"{"a":"\ud800"}"#),
         ScanError::LoneSurrogate(_)
