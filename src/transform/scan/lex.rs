@@ -34,7 +34,15 @@ impl Scanner<'_, '_> {
     /// A number spanning `start..end` was read: shown to the card-number detector.
     #[inline(always)]
     pub(super) fn number_seen(&mut self, start: usize, end: usize) {
-        if self.request && end - start >= detect::SHORTEST_CARD {
+        if self.request {
+            self.number_seen_as::<true>(start, end);
+        }
+    }
+
+    /// As [`Scanner::number_seen`], the direction known at compile time (the lean loop).
+    #[inline(always)]
+    pub(super) fn number_seen_as<const REQUEST: bool>(&mut self, start: usize, end: usize) {
+        if REQUEST && end - start >= detect::SHORTEST_CARD {
             if let Some(found) = detect::in_number(&self.b[start..end]) {
                 self.out.findings.push((start, end, found));
             }
@@ -71,9 +79,26 @@ impl Scanner<'_, '_> {
         key: Key,
         container: u32,
     ) -> Result<(), ScanError> {
+        if self.request {
+            self.string_seen_as::<true>(start, lexed, key, container)
+        } else {
+            self.string_seen_as::<false>(start, lexed, key, container)
+        }
+    }
+
+    /// As [`Scanner::string_seen`], the direction known at compile time (the lean loop:
+    /// in the request direction the member name and container go unused).
+    #[inline(always)]
+    pub(super) fn string_seen_as<const REQUEST: bool>(
+        &mut self,
+        start: usize,
+        lexed: Lexed,
+        key: Key,
+        container: u32,
+    ) -> Result<(), ScanError> {
         let end = lexed.end;
         let content = &self.b[start + 1..end - 1];
-        if self.request && detect::may_find(content, lexed.at) {
+        if REQUEST && detect::may_find(content, lexed.at) {
             if let Some(found) = detect::in_string(content, lexed.at) {
                 self.out.findings.push((start, end, found));
             }
@@ -90,7 +115,7 @@ impl Scanner<'_, '_> {
         if !ours {
             return Ok(());
         }
-        if self.request {
+        if REQUEST {
             return Err(ScanError::OurCiphertext(start));
         }
         self.out.tokens.push(TokenAt {

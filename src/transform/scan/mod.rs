@@ -327,17 +327,19 @@ impl<'a> Scanner<'a, '_> {
     fn skip(&mut self, key: Key, container: u32) -> Result<(), ScanError> {
         let mut open = std::mem::take(&mut self.open);
         open.clear();
-        let end = if self.count_nodes {
-            self.skip_from::<true>(self.i, key, container, &mut open)
-        } else {
-            self.skip_from::<false>(self.i, key, container, &mut open)
+        let i = self.i;
+        let end = match (self.count_nodes, self.request) {
+            (true, true) => self.skip_from::<true, true>(i, key, container, &mut open),
+            (true, false) => self.skip_from::<true, false>(i, key, container, &mut open),
+            (false, true) => self.skip_from::<false, true>(i, key, container, &mut open),
+            (false, false) => self.skip_from::<false, false>(i, key, container, &mut open),
         };
         self.open = open;
         self.i = end?;
         Ok(())
     }
 
-    fn skip_from<const COUNT: bool>(
+    fn skip_from<const COUNT: bool, const REQUEST: bool>(
         &mut self,
         mut i: usize,
         mut key: Key,
@@ -365,14 +367,14 @@ impl<'a> Scanner<'a, '_> {
                         (top, container) = (opening, id);
                         key = None;
                         if opening == b'{' {
-                            (i, key) = member_name(b, i)?;
+                            (i, key) = member_name::<REQUEST>(b, i)?;
                         }
                         continue 'value;
                     }
                 }
                 Some(b'"') => {
                     let lexed = lex::string::<true>(b, i)?;
-                    self.string_seen(i, lexed, key, container)?;
+                    self.string_seen_as::<REQUEST>(i, lexed, key, container)?;
                     i = lexed.end;
                 }
                 Some(b't') => i = lex::literal(b, i, b"true")?,
@@ -380,7 +382,7 @@ impl<'a> Scanner<'a, '_> {
                 Some(b'n') => i = lex::literal(b, i, b"null")?,
                 Some(b'-' | b'0'..=b'9') => {
                     let end = lex::number(b, i)?;
-                    self.number_seen(i, end);
+                    self.number_seen_as::<REQUEST>(i, end);
                     i = end;
                 }
                 _ => return Err(ScanError::Malformed(i)),
@@ -392,7 +394,7 @@ impl<'a> Scanner<'a, '_> {
                     Some(b',') => {
                         i = blanks(b, i + 1);
                         if top == b'{' {
-                            (i, key) = member_name(b, i)?;
+                            (i, key) = member_name::<REQUEST>(b, i)?;
                         } else {
                             key = None;
                         }
@@ -651,15 +653,16 @@ fn closing(opening: u8) -> u8 {
 }
 
 /// A member name at `i` (which must be its quote), and the colon after it: where the
-/// member's value starts, and the span of the name's content (and whether it holds
-/// escapes).
+/// member's value starts, and (response direction) the span of the name's content and
+/// whether it holds escapes.
 #[inline(always)]
-fn member_name(b: &[u8], i: usize) -> Result<(usize, Key), ScanError> {
+fn member_name<const REQUEST: bool>(b: &[u8], i: usize) -> Result<(usize, Key), ScanError> {
     if b.get(i) != Some(&b'"') {
         return Err(ScanError::Malformed(i));
     }
     let name = lex::string::<false>(b, i)?;
-    let key = Some((i + 1, name.end - 1, name.escaped));
+    // Only the response direction's tokens take their member's name.
+    let key = (!REQUEST).then_some((i + 1, name.end - 1, name.escaped));
     Ok((colon(b, name.end)?, key))
 }
 
