@@ -172,30 +172,11 @@ pub fn scan_keyed(
     if body.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(ScanError::Bom);
     }
-    scan_checked(body, mode, record_names, limits, is_ours).map_err(|e| {
-        // The lexer checks UTF-8 only where JSON allows bytes above ASCII (in strings)
-        // and the grammar refuses them elsewhere; a broken body that is also not UTF-8
-        // is refused as not UTF-8, whichever came first.
-        if std::str::from_utf8(body).is_err() {
-            ScanError::InvalidUtf8
-        } else {
-            e
-        }
-    })
-}
-
-fn scan_checked(
-    body: &[u8],
-    mode: Mode<'_>,
-    record_names: &[&str],
-    limits: Limits,
-    is_ours: fn(&str) -> bool,
-) -> Result<Scan, ScanError> {
     let (rules, request) = match mode {
         Mode::Request(rules) => (rules, true),
         Mode::Response => (&[][..], false),
     };
-    let mut s = Scanner {
+    let s = Scanner {
         b: body,
         i: 0,
         rules,
@@ -212,20 +193,16 @@ fn scan_checked(
         open: Vec::new(),
         out: Scan::default(),
     };
-    s.ws();
-    let root = Slot {
-        start: s.i,
-        container: u32::MAX,
-        comma_before: None,
-        comma_after: None,
-    };
-    let n = s.states.len();
-    s.value((0, n), root, None)?;
-    s.ws();
-    if s.i != s.b.len() {
-        return Err(ScanError::TrailingData(s.i));
-    }
-    Ok(s.out)
+    s.document().map_err(|e| {
+        // The lexer checks UTF-8 only where JSON allows bytes above ASCII (in strings)
+        // and the grammar refuses them elsewhere; a broken body that is also not UTF-8
+        // is refused as not UTF-8, whichever came first.
+        if std::str::from_utf8(body).is_err() {
+            ScanError::InvalidUtf8
+        } else {
+            e
+        }
+    })
 }
 
 /// Whether a body of `len` bytes can hold more than `max_nodes` values. Each value takes a
@@ -269,6 +246,24 @@ type Range = (usize, usize);
 pub(super) type Key = Option<(usize, usize, bool)>;
 
 impl<'a> Scanner<'a, '_> {
+    /// The whole body: one value, blanks around it allowed.
+    fn document(mut self) -> Result<Scan, ScanError> {
+        self.ws();
+        let root = Slot {
+            start: self.i,
+            container: u32::MAX,
+            comma_before: None,
+            comma_after: None,
+        };
+        let n = self.states.len();
+        self.value((0, n), root, None)?;
+        self.ws();
+        if self.i != self.b.len() {
+            return Err(ScanError::TrailingData(self.i));
+        }
+        Ok(self.out)
+    }
+
     fn value(&mut self, st: Range, slot: Slot, key: Key) -> Result<(), ScanError> {
         if st.0 == st.1 && (self.request || self.record_names.is_empty()) {
             // No rule can select anything below here: validate just as strictly, but
