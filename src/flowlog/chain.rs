@@ -155,7 +155,9 @@ impl FieldHeads {
         if self.slots.is_empty() {
             self.slots.resize_with(HEAD_SLOTS, || None);
         }
-        if !matches!(&self.slots[at], Some((k, _)) if *k == key) {
+        // Compared word by word in registers (`==` on the arrays calls memcmp).
+        let same = |k: &HeadKey| k.iter().zip(&key).fold(0, |d, (a, b)| d | (a ^ b)) == 0;
+        if !matches!(&self.slots[at], Some((k, _)) if same(k)) {
             let mut entry = Vec::with_capacity(128);
             entry.extend_from_slice(b"{\"label\":");
             push_str(&mut entry, names[0]);
