@@ -1,6 +1,6 @@
 //! The lexical half of the strict scanner: whitespace, literals, numbers and strings
-//! (escapes, surrogate pairs, control bytes) searched sixteen bytes at a time, and
-//! whether a string value is one of our ciphertexts. Errors carry offsets, never bytes
+//! (escapes, surrogate pairs, control bytes, UTF-8) searched sixteen bytes at a time,
+//! and whether a string value is one of our ciphertexts. Errors carry offsets, never bytes
 //! of the body.
 
 use std::borrow::Cow;
