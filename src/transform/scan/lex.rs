@@ -27,22 +27,16 @@ impl Scanner<'_, '_> {
     pub(super) fn number_value(&mut self) -> Result<(), ScanError> {
         let start = self.i;
         self.i = number(self.b, start)?;
-        self.number_seen(start, self.i);
+        self.number_seen(self.request, start, self.i);
         Ok(())
     }
 
-    /// A number spanning `start..end` was read: shown to the card-number detector.
+    /// A number spanning `start..end` was read: shown to the card-number detector in the
+    /// request direction. Inlined, so that where `request` is a constant (the lean loop,
+    /// compiled per direction) the test is too.
     #[inline(always)]
-    pub(super) fn number_seen(&mut self, start: usize, end: usize) {
-        if self.request {
-            self.number_seen_as::<true>(start, end);
-        }
-    }
-
-    /// As [`Scanner::number_seen`], the direction known at compile time (the lean loop).
-    #[inline(always)]
-    pub(super) fn number_seen_as<const REQUEST: bool>(&mut self, start: usize, end: usize) {
-        if REQUEST && end - start >= detect::SHORTEST_CARD {
+    pub(super) fn number_seen(&mut self, request: bool, start: usize, end: usize) {
+        if request && end - start >= detect::SHORTEST_CARD {
             if let Some(found) = detect::in_number(&self.b[start..end]) {
                 self.out.findings.push((start, end, found));
             }
@@ -56,7 +50,7 @@ impl Scanner<'_, '_> {
         let start = self.i;
         let lexed = string::<true>(self.b, start)?;
         self.i = lexed.end;
-        self.string_seen(start, lexed, key, container)?;
+        self.string_seen(self.request, start, lexed, key, container)?;
         Ok(lexed.escaped)
     }
 
@@ -71,26 +65,12 @@ impl Scanner<'_, '_> {
 
     /// A string value spanning `start..lexed.end` (quotes included) was read: shown to
     /// the detectors, and refused (request) or recorded (response) if it is one of ours.
+    /// Inlined, so that where `request` is a constant (the lean loop, compiled per
+    /// direction) its tests are too.
     #[inline(always)]
     pub(super) fn string_seen(
         &mut self,
-        start: usize,
-        lexed: Lexed,
-        key: Key,
-        container: u32,
-    ) -> Result<(), ScanError> {
-        if self.request {
-            self.string_seen_as::<true>(start, lexed, key, container)
-        } else {
-            self.string_seen_as::<false>(start, lexed, key, container)
-        }
-    }
-
-    /// As [`Scanner::string_seen`], the direction known at compile time (the lean loop:
-    /// in the request direction the member name and container go unused).
-    #[inline(always)]
-    pub(super) fn string_seen_as<const REQUEST: bool>(
-        &mut self,
+        request: bool,
         start: usize,
         lexed: Lexed,
         key: Key,
@@ -98,7 +78,7 @@ impl Scanner<'_, '_> {
     ) -> Result<(), ScanError> {
         let end = lexed.end;
         let content = &self.b[start + 1..end - 1];
-        if REQUEST && detect::may_find(content, lexed.at) {
+        if request && detect::may_find(content, lexed.at) {
             if let Some(found) = detect::in_string(content, lexed.at) {
                 self.out.findings.push((start, end, found));
             }
@@ -115,7 +95,7 @@ impl Scanner<'_, '_> {
         if !ours {
             return Ok(());
         }
-        if REQUEST {
+        if request {
             return Err(ScanError::OurCiphertext(start));
         }
         self.out.tokens.push(TokenAt {

@@ -369,7 +369,7 @@ impl<'a> Scanner<'a, '_> {
                 }
                 Some(b'"') => {
                     let lexed = lex::string::<true>(b, i)?;
-                    self.string_seen_as::<REQUEST>(i, lexed, key, container)?;
+                    self.string_seen(REQUEST, i, lexed, key, container)?;
                     i = lexed.end;
                 }
                 Some(b't') => i = lex::literal(b, i, b"true")?,
@@ -377,7 +377,7 @@ impl<'a> Scanner<'a, '_> {
                 Some(b'n') => i = lex::literal(b, i, b"null")?,
                 Some(b'-' | b'0'..=b'9') => {
                     let end = lex::number(b, i)?;
-                    self.number_seen_as::<REQUEST>(i, end);
+                    self.number_seen(REQUEST, i, end);
                     i = end;
                 }
                 _ => return Err(ScanError::Malformed(i)),
@@ -473,12 +473,7 @@ impl<'a> Scanner<'a, '_> {
             // apply, so neither can a duplicate change what reaches the backend.
             let on_path = st.0 != st.1;
             let name = if on_path {
-                let text = self.text(raw)?;
-                let name = if escaped {
-                    Cow::Owned(unescape(text))
-                } else {
-                    Cow::Borrowed(text)
-                };
+                let name = self.name_at(raw, escaped)?;
                 if self.request {
                     self.check_duplicate(&name, keys_from, &mut seen, member_start)?;
                 }
@@ -533,10 +528,15 @@ impl<'a> Scanner<'a, '_> {
         Ok(())
     }
 
-    /// The content of a string the lexer has read (and so checked as UTF-8).
-    fn text(&self, raw: (usize, usize)) -> Result<&'a str, ScanError> {
+    /// A member name the lexer has read (and so checked as UTF-8), decoded.
+    fn name_at(&self, raw: (usize, usize), escaped: bool) -> Result<Cow<'a, str>, ScanError> {
         let b: &'a [u8] = self.b;
-        std::str::from_utf8(&b[raw.0..raw.1]).map_err(|_| ScanError::InvalidUtf8)
+        let text = std::str::from_utf8(&b[raw.0..raw.1]).map_err(|_| ScanError::InvalidUtf8)?;
+        Ok(if escaped {
+            Cow::Owned(unescape(text))
+        } else {
+            Cow::Borrowed(text)
+        })
     }
 
     /// Which of the record-key names this member has, if any.
@@ -544,12 +544,7 @@ impl<'a> Scanner<'a, '_> {
         if self.record_names.is_empty() {
             return None;
         }
-        let text = self.text(raw).ok()?;
-        let name = if escaped {
-            Cow::Owned(unescape(text))
-        } else {
-            Cow::Borrowed(text)
-        };
+        let name = self.name_at(raw, escaped).ok()?;
         self.record_names.iter().position(|n| *n == name)
     }
 
