@@ -13,6 +13,7 @@ mod files;
 mod outcome;
 mod read;
 mod sink;
+mod syncer;
 mod time;
 mod verify;
 mod worker;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::files::{self, cut_partial_tail, first_line, line_info, parent_dir};
+use super::syncer::{forget_pages, Job};
 
 /// When a file is rotated; zero disables a limit.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +71,7 @@ impl Sink {
         }
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable, in line.
     pub(crate) fn sync(&mut self) -> io::Result<()> {
         match self {
             Sink::Stdout => io::stdout().lock().flush(),
@@ -78,11 +79,23 @@ impl Sink {
         }
     }
 
-    /// Renames the current file to its rotated name and starts a new one at the path.
-    pub(crate) fn rotate(&mut self, now: SystemTime) -> io::Result<()> {
+    /// The same as a job for the sync thread, through a duplicate of the file's handle;
+    /// `None` where there is nothing to wait for (stdout is flushed on each write,
+    /// devices are not synced).
+    pub(crate) fn sync_job(&self) -> Option<io::Result<Job>> {
         match self {
-            Sink::Stdout => Ok(()),
-            Sink::File(f) => f.rotate(now),
+            Sink::File(f) if f.regular => Some(f.file.try_clone().map(Job::Data)),
+            _ => None,
+        }
+    }
+
+    /// Renames the current file to its rotated name and starts a new one at the path.
+    /// Returns the renamed file's sync, for the sync thread: the writer goes on in the
+    /// new file meanwhile.
+    pub(crate) fn rotate(&mut self, now: SystemTime) -> io::Result<Option<Job>> {
+        match self {
+            Sink::Stdout => Ok(None),
+            Sink::File(f) => f.rotate(now).map(Some),
         }
     }
 }
@@ -174,28 +187,23 @@ impl FileSink {
     fn sync(&mut self) -> io::Result<()> {
         if self.regular {
             self.file.sync_data()?;
-            // The lines are on disk: their pages need not stay cached. A flow log is
-            // written once and read rarely; dropping them keeps it from crowding out
-            // the host's useful cache, and the next writes reuse the freed pages
-            // instead of claiming new memory (costly on virtual machines).
-            #[cfg(target_os = "linux")]
-            let _ = rustix::fs::fadvise(&self.file, 0, None, rustix::fs::Advice::DontNeed);
+            forget_pages(&self.file);
         }
         Ok(())
     }
 
-    fn rotate(&mut self, now: SystemTime) -> io::Result<()> {
-        self.file.sync_all()?;
+    /// If opening the new file fails, `self` stays the renamed file (no longer current,
+    /// so the next write opens the path again; its failure path syncs this one).
+    fn rotate(&mut self, now: SystemTime) -> io::Result<Job> {
         let started = self.started.unwrap_or(now);
         let target = files::rotated_path(&self.path, started, self.first_seq.unwrap_or(0))
             .ok_or_else(|| io::Error::other("no free name for the rotated flow-log file"))?;
         fs::rename(&self.path, &target)?;
-        *self = FileSink::open(&self.path)?;
-        if let Some(dir) = parent_dir(&self.path) {
-            // Makes the rename and the new file durable; failure here loses no event.
-            let _ = File::open(dir).and_then(|d| d.sync_all());
-        }
+        let old = std::mem::replace(self, FileSink::open(&self.path)?);
         tracing::info!(rotated = %target.display(), "flow log rotated");
-        Ok(())
+        Ok(Job::Rotated {
+            file: old.file,
+            dir: parent_dir(&self.path),
+        })
     }
 }

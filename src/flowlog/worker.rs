@@ -1,5 +1,6 @@
 //! The flow log's dedicated writer thread: takes events from the bounded queue, seals them
-//! into the hash chain, writes, rotates, fsyncs, and retries a failed target.
+//! into the hash chain, writes, rotates, has the sync thread fsync, and retries a failed
+//! target.
 //!
 //! It must never block the proxy (it owns the receiving end only), never give a sequence
 //! number or chain link to an event that did not reach the file, and never drop an event
@@ -18,6 +19,7 @@ use zeroize::Zeroizing;
 use super::chain::{self, FieldHeads, Header, GENESIS_PREV};
 use super::event::{ConfigStr, FieldEvent, FlowEvent};
 use super::sink::{Limits, Sink};
+use super::syncer::Syncer;
 use super::time::Clock;
 
 /// How often a failed target is retried when no event arrives to trigger it.
@@ -141,8 +143,10 @@ pub(crate) struct Worker {
     pub shared: Arc<Shared>,
     /// The last write failed (to log transitions once, not per event).
     pub failing: bool,
-    /// Written but not yet fsync'd since then.
+    /// Written but not yet handed to a sync since then.
     pub dirty_since: Option<Instant>,
+    /// fsyncs on a thread of its own, so that a slow disk does not stop the writing.
+    pub syncer: Syncer,
     /// The lines of the batch being written; kept between batches.
     pub buf: Vec<u8>,
     /// Field entries written so far, for the next events.
@@ -153,7 +157,8 @@ impl Worker {
     /// The thread's body; returns when shut down or when every handle is gone.
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
         loop {
-            let wait = if !self.pending.is_empty() {
+            let wait = if !self.pending.is_empty() || self.syncer.busy() {
+                // Retry the target, or learn soon how a sync in flight ended.
                 Some(RETRY_EVERY)
             } else {
                 self.dirty_since.map(|_| SYNC_EVERY)
@@ -183,8 +188,11 @@ impl Worker {
             }
             let wrote = self.shared.written.load(Ordering::Relaxed);
             self.write_pending();
+            if let Some(e) = self.syncer.take_failure() {
+                self.failed(&e);
+            }
             if self.dirty_since.is_some_and(|t| t.elapsed() >= SYNC_EVERY) {
-                let _ = self.sync();
+                self.sync_later();
             }
             if self.shared.written.load(Ordering::Relaxed) != wrote && self.pending.is_empty() {
                 std::thread::sleep(COALESCE);
@@ -326,15 +334,43 @@ impl Worker {
                 self.dirty_since.get_or_insert_with(Instant::now);
             }
             if rotate {
-                sink.rotate(now)?;
+                if let Some(job) = sink.rotate(now)? {
+                    self.syncer.submit(job);
+                }
                 self.dirty_since = None;
             }
         }
         Ok(())
     }
 
-    /// fsyncs what was written; a failure counts like a failed write.
+    /// Has the sync thread fsync what was written, unless it is still busy with an
+    /// earlier sync (then the next round tries again).
+    fn sync_later(&mut self) {
+        if self.syncer.busy() {
+            return;
+        }
+        let Some(sink) = self.sink.as_ref() else {
+            return;
+        };
+        match sink.sync_job() {
+            Some(Ok(job)) => {
+                self.syncer.submit(job);
+                self.dirty_since = None;
+            }
+            Some(Err(e)) => self.failed(&e),
+            None => {
+                let _ = self.sync();
+            }
+        }
+    }
+
+    /// Waits for the syncs in flight, then fsyncs what was written since, in line; a
+    /// failure of either counts like a failed write.
     fn sync(&mut self) -> std::io::Result<()> {
+        if let Some(e) = self.syncer.settle() {
+            self.failed(&e);
+            return Err(e);
+        }
         if self.dirty_since.is_none() {
             return Ok(());
         }

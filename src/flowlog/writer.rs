@@ -20,6 +20,7 @@ use super::chain::FieldHeads;
 use super::event::{ConfigStr, FieldEvent, FlowEvent};
 use super::files::{files_in_order, last_complete_line, line_info};
 use super::sink::{Limits, Sink};
+use super::syncer::Syncer;
 use super::worker::{Link, Msg, Shared, Stamped, Worker};
 
 /// What the proxy does while the flow log cannot be written (config `on_log_failure`).
@@ -135,6 +136,8 @@ struct Inner {
     on_failure: OnFailure,
     next_ticket: AtomicU64,
     path: PathBuf,
+    #[cfg(test)]
+    sync_probe: super::syncer::Probe,
 }
 
 impl fmt::Debug for FlowLog {
@@ -165,6 +168,9 @@ impl FlowLog {
         let shared = Arc::new(Shared::default());
         shared.healthy.store(true, Ordering::Relaxed);
         let (tx, rx) = sync_channel(cfg.queue);
+        let syncer = Syncer::start().map_err(FlowLogError::Spawn)?;
+        #[cfg(test)]
+        let sync_probe = syncer.probe();
         let worker = Worker {
             path: cfg.path.clone(),
             limits: Limits {
@@ -180,6 +186,7 @@ impl FlowLog {
             shared: shared.clone(),
             failing: false,
             dirty_since: None,
+            syncer,
             buf: Vec::new(),
             heads: FieldHeads::default(),
         };
@@ -195,6 +202,8 @@ impl FlowLog {
                 on_failure: cfg.on_failure,
                 next_ticket: AtomicU64::new(0),
                 path: cfg.path,
+                #[cfg(test)]
+                sync_probe,
             }),
         })
     }
@@ -321,6 +330,11 @@ impl FlowLog {
     #[cfg(test)]
     pub(crate) fn shared(&self) -> &Shared {
         &self.inner.shared
+    }
+
+    #[cfg(test)]
+    pub(crate) fn sync_probe(&self) -> &super::syncer::Probe {
+        &self.inner.sync_probe
     }
 }
 

@@ -310,3 +310,76 @@ fn field_lists_of_written_events_serve_later_events_empty() {
     assert_eq!(events[1].fields.len(), 1);
     assert_eq!(events[1].fields[0].label, "email");
 }
+
+/// A disk that takes long to sync (held here) does not stop the writing: events keep
+/// reaching the file, while a flush, which promises durability, waits for the sync.
+#[test]
+fn writing_goes_on_while_a_sync_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flow.jsonl");
+    let log = FlowLog::start(config(&path)).unwrap();
+    let probe = log.sync_probe();
+    let held = probe.hold();
+    log.emit(event(0));
+    let deadline = Instant::now() + WAIT;
+    while probe.started() == 0 {
+        // The periodic sync starts a second after the first write, and waits at the gate.
+        assert!(Instant::now() < deadline, "no sync started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for i in 1..=20 {
+        log.emit(event(i));
+    }
+    while log.events_written() < 21 {
+        assert!(Instant::now() < deadline, "the writer waited for the sync");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(lines(&path).len(), 21);
+    assert!(log.healthy());
+    assert!(
+        !log.flush(Duration::from_millis(200)),
+        "a flush answered before the sync in flight ended"
+    );
+    drop(held);
+    assert!(log.flush(WAIT));
+    log.shutdown(WAIT);
+    assert_eq!(verify(&[path], None).unwrap().events, 21);
+}
+
+/// A sync that fails on its thread counts like a failed write: the log reports unhealthy
+/// (rule routes refuse) until the next write succeeds, and the flush waiting on it says
+/// the events may not be durable. Nothing is lost.
+#[test]
+fn a_failed_sync_counts_like_a_failed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flow.jsonl");
+    let log = FlowLog::start(config(&path)).unwrap();
+    let probe = log.sync_probe();
+    let held = probe.hold();
+    log.emit(event(0));
+    let deadline = Instant::now() + WAIT;
+    while probe.started() == 0 {
+        assert!(Instant::now() < deadline, "no sync started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The job in flight has already been taken; the order applies to the next one.
+    drop(held);
+    assert!(log.flush(WAIT));
+    probe.fail_next();
+    log.emit(event(1));
+    while probe.started() < 2 {
+        assert!(Instant::now() < deadline, "no second sync started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    while log.healthy() {
+        assert!(Instant::now() < deadline, "the failed sync went unnoticed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(log.write_failures(), 1);
+    log.emit(event(2));
+    assert!(log.flush(WAIT));
+    assert!(log.healthy());
+    assert_eq!(log.errors(), 0);
+    log.shutdown(WAIT);
+    assert_eq!(verify(&[path], None).unwrap().events, 3);
+}
