@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use zeroize::Zeroizing;
 
 use super::chain::{self, FieldHeads, Header, GENESIS_PREV};
@@ -57,6 +57,9 @@ pub(crate) enum Msg {
 #[derive(Default)]
 pub(crate) struct Shared {
     pub healthy: AtomicBool,
+    /// Events emitted and not yet taken by the writer: the queue's length, which `emit`
+    /// keeps at most `queue`.
+    pub queued: AtomicUsize,
     pub written: AtomicU64,
     pub lost: AtomicU64,
     pub write_failures: AtomicU64,
@@ -202,6 +205,9 @@ impl Worker {
 
     /// Handles one message; true means stop.
     fn handle(&mut self, msg: Msg) -> bool {
+        if let Msg::Event(_) = msg {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        }
         #[cfg(test)]
         drop(self.shared.gate.lock());
         match msg {

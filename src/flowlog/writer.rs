@@ -8,7 +8,7 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -130,7 +130,10 @@ pub struct FlowLog {
 }
 
 struct Inner {
-    tx: SyncSender<Msg>,
+    /// Unbounded by itself: `Shared::queued` bounds it at `cap`, so that memory is
+    /// taken only by events actually waiting, not reserved for the whole queue at start.
+    tx: Sender<Msg>,
+    cap: usize,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     on_failure: OnFailure,
@@ -167,7 +170,7 @@ impl FlowLog {
         }
         let shared = Arc::new(Shared::default());
         shared.healthy.store(true, Ordering::Relaxed);
-        let (tx, rx) = sync_channel(cfg.queue);
+        let (tx, rx) = channel();
         let syncer = Syncer::start().map_err(FlowLogError::Spawn)?;
         #[cfg(test)]
         let sync_probe = syncer.probe();
@@ -197,6 +200,7 @@ impl FlowLog {
         Ok(FlowLog {
             inner: Arc::new(Inner {
                 tx,
+                cap: cfg.queue,
                 shared,
                 thread: Mutex::new(Some(thread)),
                 on_failure: cfg.on_failure,
@@ -211,12 +215,20 @@ impl FlowLog {
     /// Hands one event to the writer. Never blocks: if the queue is full or the writer is
     /// gone, the event is counted as lost and the log reports unhealthy.
     pub fn emit(&self, event: FlowEvent) {
+        let inner = &*self.inner;
+        let queued = &inner.shared.queued;
+        if queued.fetch_add(1, Ordering::Relaxed) >= inner.cap {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            inner.shared.count_lost(1);
+            return;
+        }
         let msg = Msg::Event(Stamped {
             at: SystemTime::now(),
             event,
         });
-        if self.inner.tx.try_send(msg).is_err() {
-            self.inner.shared.count_lost(1);
+        if inner.tx.send(msg).is_err() {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            inner.shared.count_lost(1);
         }
     }
 
@@ -264,7 +276,8 @@ impl FlowLog {
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let ticket = self.inner.next_ticket.fetch_add(1, Ordering::Relaxed) + 1;
-        if !self.send_control(Msg::Flush(ticket), deadline) {
+        // Control messages do not count against the queue's bound: they always fit.
+        if self.inner.tx.send(Msg::Flush(ticket)).is_err() {
             return false;
         }
         let shared = &self.inner.shared;
@@ -286,8 +299,8 @@ impl FlowLog {
     /// `timeout`. Events emitted later (through other clones) are counted as lost.
     pub fn shutdown(self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        if !self.send_control(Msg::Shutdown, deadline) {
-            tracing::error!(path = %self.inner.path.display(), "flow log did not accept shutdown in time");
+        if self.inner.tx.send(Msg::Shutdown).is_err() {
+            tracing::error!(path = %self.inner.path.display(), "flow log writer was already gone at shutdown");
             return;
         }
         let shared = &self.inner.shared;
@@ -307,23 +320,6 @@ impl FlowLog {
         let handle = self.inner.thread.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = handle.join();
-        }
-    }
-
-    /// Control messages may wait for room in the queue, unlike events.
-    fn send_control(&self, mut msg: Msg, deadline: Instant) -> bool {
-        loop {
-            match self.inner.tx.try_send(msg) {
-                Ok(()) => return true,
-                Err(TrySendError::Disconnected(_)) => return false,
-                Err(TrySendError::Full(back)) => {
-                    if Instant::now() >= deadline {
-                        return false;
-                    }
-                    msg = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
         }
     }
 

@@ -383,3 +383,30 @@ fn a_failed_sync_counts_like_a_failed_write() {
     log.shutdown(WAIT);
     assert_eq!(verify(&[path], None).unwrap().events, 3);
 }
+
+/// The queue takes memory only for events actually waiting: a bound of ten million
+/// (the config's largest) costs nothing at start. Reserved whole, it would be gigabytes.
+#[test]
+fn a_large_queue_reserves_no_memory_up_front() {
+    fn resident_kb() -> u64 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flow.jsonl");
+    let mut cfg = config(&path);
+    cfg.queue = 10_000_000;
+    let before = resident_kb();
+    let log = FlowLog::start(cfg).unwrap();
+    for i in 0..1000 {
+        log.emit(event(i));
+    }
+    assert!(log.flush(WAIT));
+    // Other tests run in this process meanwhile; 200 MB leaves them room and is still
+    // a tenth of what ten million slots would take.
+    let grown = resident_kb().saturating_sub(before);
+    assert!(grown < 200 * 1024, "resident memory grew by {grown} kB");
+    assert_eq!(log.events_written(), 1000);
+    log.shutdown(WAIT);
+}
