@@ -20,7 +20,7 @@ use std::time::Duration;
 use http::Uri;
 use toml::Spanned;
 
-use crate::flowlog::ConfigStr;
+use crate::flowlog::{ConfigStr, FlowLogConfig};
 
 pub use callers::{Callers, CALLER_HEADER};
 pub use categories::{resolve as resolve_category, ALIASES, CATEGORIES};
@@ -54,9 +54,9 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for `upstream.connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default for `flow_log.rotate_size`.
-pub const DEFAULT_ROTATE_SIZE: u64 = 64 << 20;
+pub const DEFAULT_ROTATE_SIZE: u64 = FlowLogConfig::DEFAULT_MAX_BYTES;
 /// Default for `flow_log.rotate_every`.
-pub const DEFAULT_ROTATE_EVERY: Duration = Duration::from_secs(86_400);
+pub const DEFAULT_ROTATE_EVERY: Duration = FlowLogConfig::DEFAULT_MAX_AGE;
 
 /// Where the upstream is.
 #[derive(Debug, Clone)]
@@ -529,7 +529,13 @@ fn flow_log(d: &mut Diag<'_>, f: &raw::RawFlowLog, base: &Path) -> FlowLogSettin
                 .as_ref()
                 .map_or("tarnkappe", |s| s.get_ref().as_str()),
         ),
-        queue: count(d, &f.queue, "flow_log.queue", 65_536, (16, 10_000_000)),
+        queue: count(
+            d,
+            &f.queue,
+            "flow_log.queue",
+            FlowLogConfig::DEFAULT_QUEUE,
+            (16, 10_000_000),
+        ),
     }
 }
 

@@ -53,12 +53,12 @@ pub struct FlowLogConfig {
 }
 
 impl FlowLogConfig {
-    /// Default `max_bytes`: 100 MiB.
-    pub const DEFAULT_MAX_BYTES: u64 = 100 * 1024 * 1024;
-    /// Default `max_age`: one day.
+    /// Default `max_bytes` (and the config's `rotate_size`): 64 MiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+    /// Default `max_age` (and the config's `rotate_every`): one day.
     pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-    /// Default `queue`.
-    pub const DEFAULT_QUEUE: usize = 8192;
+    /// Default `queue` (and the config's).
+    pub const DEFAULT_QUEUE: usize = 65_536;
 
     /// A config with the defaults above, rejecting on failure, without HMAC.
     pub fn new(path: impl Into<PathBuf>, instance: ConfigStr) -> FlowLogConfig {
