@@ -321,19 +321,12 @@ fn writing_goes_on_while_a_sync_is_held() {
     let probe = log.sync_probe();
     let held = probe.hold();
     log.emit(event(0));
-    let deadline = Instant::now() + WAIT;
-    while probe.started() == 0 {
-        // The periodic sync starts a second after the first write, and waits at the gate.
-        assert!(Instant::now() < deadline, "no sync started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The periodic sync starts a second after the first write, and waits at the gate.
+    wait_until("a sync starts", || probe.started() == 1);
     for i in 1..=20 {
         log.emit(event(i));
     }
-    while log.events_written() < 21 {
-        assert!(Instant::now() < deadline, "the writer waited for the sync");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("the writer writes on", || log.events_written() == 21);
     assert_eq!(lines(&path).len(), 21);
     assert!(log.healthy());
     assert!(
@@ -357,24 +350,14 @@ fn a_failed_sync_counts_like_a_failed_write() {
     let probe = log.sync_probe();
     let held = probe.hold();
     log.emit(event(0));
-    let deadline = Instant::now() + WAIT;
-    while probe.started() == 0 {
-        assert!(Instant::now() < deadline, "no sync started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("a sync starts", || probe.started() == 1);
     // The job in flight has already been taken; the order applies to the next one.
     drop(held);
     assert!(log.flush(WAIT));
     probe.fail_next();
     log.emit(event(1));
-    while probe.started() < 2 {
-        assert!(Instant::now() < deadline, "no second sync started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    while log.healthy() {
-        assert!(Instant::now() < deadline, "the failed sync went unnoticed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the failed sync is noticed", || !log.healthy());
+    assert_eq!(probe.started(), 2);
     assert_eq!(log.write_failures(), 1);
     log.emit(event(2));
     assert!(log.flush(WAIT));
@@ -409,4 +392,13 @@ fn a_large_queue_reserves_no_memory_up_front() {
     assert!(grown < 200 * 1024, "resident memory grew by {grown} kB");
     assert_eq!(log.events_written(), 1000);
     log.shutdown(WAIT);
+}
+
+/// Polls `done` until it holds; fails the test after [`WAIT`].
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
