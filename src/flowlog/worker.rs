@@ -140,12 +140,16 @@ pub(crate) struct Worker {
     pub instance: ConfigStr,
     pub sink: Option<Sink>,
     pub chain: Link,
-    /// Events taken from the queue but not yet written; at most `cap`.
+    /// Events taken from the queue but not yet written; at most `cap` (the queue's
+    /// bound, or `FlowLogConfig::MAX_HELD` if lower).
     pub pending: VecDeque<Stamped>,
     pub cap: usize,
     pub shared: Arc<Shared>,
     /// The last write failed (to log transitions once, not per event).
     pub failing: bool,
+    /// While failing, when the next attempt is due: one a `RETRY_EVERY`, not one per
+    /// arriving event, each of which would seal and try the whole backlog again.
+    pub retry_at: Option<Instant>,
     /// Written but not yet handed to a sync since then.
     pub dirty_since: Option<Instant>,
     /// fsyncs on a thread of its own, so that a slow disk does not stop the writing.
@@ -190,7 +194,9 @@ impl Worker {
                 return self.finish();
             }
             let wrote = self.shared.written.load(Ordering::Relaxed);
-            self.write_pending();
+            if self.retry_due() {
+                self.write_pending();
+            }
             if let Some(e) = self.syncer.take_failure() {
                 self.failed(&e);
             }
@@ -212,7 +218,7 @@ impl Worker {
         drop(self.shared.gate.lock());
         match msg {
             Msg::Event(ev) => {
-                if self.pending.len() >= self.cap.min(BATCH) {
+                if self.pending.len() >= self.cap.min(BATCH) && self.retry_due() {
                     self.write_pending();
                 }
                 // Still full only while the target fails: the backlog is bounded.
@@ -253,6 +259,10 @@ impl Worker {
         self.shared.flushed.notify_all();
     }
 
+    fn retry_due(&self) -> bool {
+        self.retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+
     /// Writes every held event, or none of those it could not; retries a failed target.
     fn write_pending(&mut self) {
         if self.pending.is_empty() {
@@ -261,6 +271,7 @@ impl Worker {
         match self.try_write() {
             Ok(()) => {
                 self.shared.healthy.store(true, Ordering::Relaxed);
+                self.retry_at = None;
                 if self.failing {
                     self.failing = false;
                     tracing::info!(path = %self.path.display(), "flow log writable again");
@@ -273,6 +284,7 @@ impl Worker {
     fn failed(&mut self, e: &std::io::Error) {
         self.shared.write_failures.fetch_add(1, Ordering::Relaxed);
         self.shared.healthy.store(false, Ordering::Relaxed);
+        self.retry_at = Some(Instant::now() + RETRY_EVERY);
         if let Some(mut sink) = self.sink.take() {
             // Whatever did reach the file should become durable before the handle closes.
             let _ = sink.sync();

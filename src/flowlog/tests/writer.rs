@@ -402,3 +402,24 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// While the target fails, the writer holds at most `MAX_HELD` events for retrying, even
+/// under a larger queue: a failing disk costs bounded memory. The rest are counted lost.
+#[test]
+fn a_failing_target_holds_at_most_max_held_events() {
+    let mut cfg = config(Path::new("/dev/full"));
+    cfg.queue = 4 * FlowLogConfig::MAX_HELD;
+    let log = FlowLog::start(cfg).unwrap();
+    let extra = 1000;
+    let sent = FlowLogConfig::MAX_HELD + extra;
+    for i in 0..sent {
+        log.emit(event(i as u32));
+    }
+    wait_until("the backlog beyond MAX_HELD is counted lost", || {
+        log.errors() == extra as u64
+    });
+    assert_eq!(log.events_written(), 0);
+    assert!(!log.healthy());
+    // Shutting down with the backlog still unwritten counts it lost too.
+    log.shutdown(WAIT);
+}
