@@ -322,11 +322,11 @@ fn writing_goes_on_while_a_sync_is_held() {
     let held = probe.hold();
     log.emit(event(0));
     // The periodic sync starts a second after the first write, and waits at the gate.
-    wait_until("a sync starts", || probe.started() == 1);
+    eventually("a sync starts", || probe.started() == 1);
     for i in 1..=20 {
         log.emit(event(i));
     }
-    wait_until("the writer writes on", || log.events_written() == 21);
+    eventually("the writer writes on", || log.events_written() == 21);
     assert_eq!(lines(&path).len(), 21);
     assert!(log.healthy());
     assert!(
@@ -350,13 +350,13 @@ fn a_failed_sync_counts_like_a_failed_write() {
     let probe = log.sync_probe();
     let held = probe.hold();
     log.emit(event(0));
-    wait_until("a sync starts", || probe.started() == 1);
+    eventually("a sync starts", || probe.started() == 1);
     // The job in flight has already been taken; the order applies to the next one.
     drop(held);
     assert!(log.flush(WAIT));
     probe.fail_next();
     log.emit(event(1));
-    wait_until("the failed sync is noticed", || !log.healthy());
+    eventually("the failed sync is noticed", || !log.healthy());
     assert_eq!(probe.started(), 2);
     assert_eq!(log.write_failures(), 1);
     log.emit(event(2));
@@ -394,15 +394,6 @@ fn a_large_queue_reserves_no_memory_up_front() {
     log.shutdown(WAIT);
 }
 
-/// Polls `done` until it holds; fails the test after [`WAIT`].
-fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// While the target fails, the writer holds at most `MAX_HELD` events for retrying, even
 /// under a larger queue: a failing disk costs bounded memory. The rest are counted lost.
 #[test]
@@ -415,7 +406,7 @@ fn a_failing_target_holds_at_most_max_held_events() {
     for i in 0..sent {
         log.emit(event(i as u32));
     }
-    wait_until("the backlog beyond MAX_HELD is counted lost", || {
+    eventually("the backlog beyond MAX_HELD is counted lost", || {
         log.errors() == extra as u64
     });
     assert_eq!(log.events_written(), 0);
