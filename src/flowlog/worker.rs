@@ -145,10 +145,9 @@ pub(crate) struct Worker {
     pub pending: VecDeque<Stamped>,
     pub cap: usize,
     pub shared: Arc<Shared>,
-    /// The last write failed (to log transitions once, not per event).
-    pub failing: bool,
-    /// While failing, when the next attempt is due: one a `RETRY_EVERY`, not one per
-    /// arriving event, each of which would seal and try the whole backlog again.
+    /// Set while the target fails (the last write or sync failed): when the next attempt
+    /// is due, one a `RETRY_EVERY`, not one per arriving event, each of which would seal
+    /// and try the whole backlog again. Also logs the transitions once, not per event.
     pub retry_at: Option<Instant>,
     /// Written but not yet handed to a sync since then.
     pub dirty_since: Option<Instant>,
@@ -271,9 +270,7 @@ impl Worker {
         match self.try_write() {
             Ok(()) => {
                 self.shared.healthy.store(true, Ordering::Relaxed);
-                self.retry_at = None;
-                if self.failing {
-                    self.failing = false;
+                if self.retry_at.take().is_some() {
                     tracing::info!(path = %self.path.display(), "flow log writable again");
                 }
             }
@@ -284,14 +281,14 @@ impl Worker {
     fn failed(&mut self, e: &std::io::Error) {
         self.shared.write_failures.fetch_add(1, Ordering::Relaxed);
         self.shared.healthy.store(false, Ordering::Relaxed);
+        let first = self.retry_at.is_none();
         self.retry_at = Some(Instant::now() + RETRY_EVERY);
         if let Some(mut sink) = self.sink.take() {
             // Whatever did reach the file should become durable before the handle closes.
             let _ = sink.sync();
         }
         self.dirty_since = None;
-        if !self.failing {
-            self.failing = true;
+        if first {
             tracing::error!(path = %self.path.display(), error = %e, held = self.pending.len(), "flow log write failed; holding events and retrying");
         }
     }

@@ -191,7 +191,6 @@ impl FlowLog {
             pending: Default::default(),
             cap: cfg.queue.min(FlowLogConfig::MAX_HELD),
             shared: shared.clone(),
-            failing: false,
             retry_at: None,
             dirty_since: None,
             syncer,
