@@ -140,10 +140,10 @@ pub(crate) struct Worker {
     pub instance: ConfigStr,
     pub sink: Option<Sink>,
     pub chain: Link,
-    /// Events taken from the queue but not yet written; at most `cap` (the queue's
-    /// bound, or `FlowLogConfig::MAX_HELD` if lower).
+    /// Events taken from the queue but not yet written; at most `max_held`.
     pub pending: VecDeque<Stamped>,
-    pub cap: usize,
+    /// The queue's bound, or `FlowLogConfig::MAX_HELD` if lower.
+    pub max_held: usize,
     pub shared: Arc<Shared>,
     /// Set while the target fails (the last write or sync failed): when the next attempt
     /// is due, one a `RETRY_EVERY`, not one per arriving event, each of which would seal
@@ -217,11 +217,11 @@ impl Worker {
         drop(self.shared.gate.lock());
         match msg {
             Msg::Event(ev) => {
-                if self.pending.len() >= self.cap.min(BATCH) && self.retry_due() {
+                if self.pending.len() >= self.max_held.min(BATCH) && self.retry_due() {
                     self.write_pending();
                 }
                 // Still full only while the target fails: the backlog is bounded.
-                if self.pending.len() >= self.cap {
+                if self.pending.len() >= self.max_held {
                     self.shared.count_lost(1);
                 } else {
                     self.pending.push_back(ev);

@@ -189,7 +189,7 @@ impl FlowLog {
             sink: Some(sink),
             chain,
             pending: Default::default(),
-            cap: cfg.queue.min(FlowLogConfig::MAX_HELD),
+            max_held: cfg.queue.min(FlowLogConfig::MAX_HELD),
             shared: shared.clone(),
             retry_at: None,
             dirty_since: None,
