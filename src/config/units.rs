@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+/// Longest duration the config takes: a hundred years. Anything longer means "never" to a
+/// person, and is refused rather than wrapped or carried into deadline arithmetic that
+/// would overflow.
+const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
+
 /// Parses a duration; the message says what is accepted.
 pub fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -11,15 +16,27 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("`{s}` is not a duration: write e.g. \"30s\", \"500ms\", \"2m\""))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86_400),
+    let (per, millis) = match unit {
+        "ms" => (1, true),
+        "s" => (1, false),
+        "m" => (60, false),
+        "h" => (3600, false),
+        "d" => (86_400, false),
         _ => return Err(format!("`{s}` has no known unit: use ms, s, m, h or d")),
     };
-    Ok(d)
+    let secs = if millis {
+        n / 1000
+    } else {
+        n.saturating_mul(per)
+    };
+    if secs > MAX_DURATION_SECS {
+        return Err(format!("`{s}` is too long: at most 36500d"));
+    }
+    Ok(if millis {
+        Duration::from_millis(n)
+    } else {
+        Duration::from_secs(secs)
+    })
 }
 
 /// Parses a size in bytes.
@@ -58,6 +75,20 @@ mod tests {
         assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(duration("2m").unwrap(), Duration::from_secs(120));
         assert!(duration("30").is_err() && duration("s").is_err() && duration("3 weeks").is_err());
+        // A count that would overflow once multiplied out is refused, not wrapped.
+        assert_eq!(
+            duration("36500d").unwrap(),
+            Duration::from_secs(36_500 * 86_400)
+        );
+        for long in [
+            "36501d",
+            "213503982334601d",
+            "18446744073709551615h",
+            "3153600001s",
+        ] {
+            let e = duration(long).unwrap_err();
+            assert!(e.contains("too long"), "{long}: {e}");
+        }
         assert_eq!(size("8MiB").unwrap(), 8 << 20);
         assert_eq!(size("1MB").unwrap(), 1_000_000);
         assert_eq!(size("4096").unwrap(), 4096);
