@@ -95,6 +95,7 @@ fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
             &state.metrics.flow_log_errors,
             log.errors() + log.write_failures(),
         );
+        mirror(&state.metrics.flow_log_files_deleted, log.files_deleted());
     }
     let mut buf = Vec::new();
     let encoder = TextEncoder::new();

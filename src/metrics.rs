@@ -35,6 +35,8 @@ pub struct Metrics {
     pub flow_log_events: IntCounter,
     /// Flow-log events lost or failed writes (mirrored at scrape time).
     pub flow_log_errors: IntCounter,
+    /// Rotated flow-log files deleted as past `delete_after` (mirrored at scrape time).
+    pub flow_log_files_deleted: IntCounter,
     /// Reloads refused because the new config or keyring was invalid.
     pub reload_failures: IntCounter,
     /// Successful reloads.
@@ -159,6 +161,11 @@ impl Metrics {
                 r,
                 "tarnkappe_flow_log_errors_total",
                 "Flow-log events lost or writes that failed.",
+            )?,
+            flow_log_files_deleted: counter(
+                r,
+                "tarnkappe_flow_log_files_deleted_total",
+                "Rotated flow-log files deleted because their events were older than flow_log.delete_after.",
             )?,
             reload_failures: counter(
                 r,

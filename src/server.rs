@@ -49,6 +49,7 @@ pub fn start_flow_log(loaded: &Loaded) -> anyhow::Result<Option<FlowLog>> {
     cfg.max_bytes = s.rotate_size;
     cfg.max_age = s.rotate_every;
     cfg.queue = s.queue;
+    cfg.delete_after = s.delete_after;
     cfg.on_failure = if s.reject_on_failure {
         OnFailure::Reject
     } else {

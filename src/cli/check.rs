@@ -154,8 +154,22 @@ pub fn assessment(c: &Config) -> String {
             plain.join(", ")
         ));
     }
-    if c.flow_log.is_none() {
-        warnings.push("no [flow_log]: exchanges are not recorded for the data-flow map".into());
+    match &c.flow_log {
+        None => {
+            warnings.push("no [flow_log]: exchanges are not recorded for the data-flow map".into())
+        }
+        Some(f) => out.push_str(&format!(
+            "  flow log: {}; {}\n",
+            f.path.display(),
+            match f.delete_after {
+                Some(d) => format!(
+                    "rotated files deleted once their last event is {} old (delete_after)",
+                    crate::config::units::format_duration(d)
+                ),
+                None => "rotated files kept until you delete them (see flow_log.delete_after)"
+                    .to_owned(),
+            }
+        )),
     }
     if c.admin.is_none() {
         warnings.push("no [admin] listener: no metrics or health endpoints".into());

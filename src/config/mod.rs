@@ -10,7 +10,7 @@ mod diag;
 mod env;
 mod raw;
 mod routes;
-mod units;
+pub(crate) mod units;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -112,6 +112,8 @@ pub struct FlowLogSettings {
     pub rotate_size: u64,
     /// Rotate after this age.
     pub rotate_every: Duration,
+    /// Delete rotated files whose last event is older than this; `None`: keep them all.
+    pub delete_after: Option<Duration>,
     /// Refuse rule routes (503) while the log is unwritable (default), or go on.
     pub reject_on_failure: bool,
     /// Client address handling.
@@ -521,6 +523,21 @@ fn flow_log(d: &mut Diag<'_>, f: &raw::RawFlowLog, base: &Path) -> FlowLogSettin
             "flow_log.rotate_every",
             DEFAULT_ROTATE_EVERY,
         ),
+        delete_after: f.delete_after.as_ref().and_then(|s| {
+            let key = "flow_log.delete_after";
+            match units::duration(s.get_ref()) {
+                Ok(t) if t.is_zero() => {
+                    let m = "must be longer than 0; leave it out to keep every file";
+                    d.at(Some(s.span()), key, m);
+                    None
+                }
+                Ok(t) => Some(t),
+                Err(m) => {
+                    d.at(Some(s.span()), key, m);
+                    None
+                }
+            }
+        }),
         reject_on_failure,
         client_address,
         hmac: f.hmac.unwrap_or(false),

@@ -85,6 +85,7 @@ pub struct RawFlowLog {
     pub path: S,
     pub rotate_size: Option<S>,
     pub rotate_every: Option<S>,
+    pub delete_after: Option<S>,
     pub on_log_failure: Option<S>,
     pub client_address: Option<S>,
     pub hmac: Option<bool>,

@@ -154,3 +154,34 @@ fn bind_applies_to_sealing_rules_and_one_member_per_label() {
         Some("id")
     );
 }
+
+#[test]
+fn flow_log_delete_after_is_a_positive_duration() {
+    let with = |v: &str| format!("{GOOD}\n[flow_log]\npath = \"flow.jsonl\"\n{v}\n");
+    let c = compile_text(&with("")).unwrap();
+    assert_eq!(c.flow_log.unwrap().delete_after, None);
+    let c = compile_text(&with("delete_after = \"400d\"")).unwrap();
+    assert_eq!(
+        c.flow_log.unwrap().delete_after,
+        Some(Duration::from_secs(400 * 86_400))
+    );
+    for (bad, says) in [
+        (
+            "\"0d\"",
+            "must be longer than 0; leave it out to keep every file",
+        ),
+        ("\"a year\"", "is not a duration"),
+        ("\"36501d\"", "is too long"),
+    ] {
+        let text = with(&format!("delete_after = {bad}"));
+        let e = compile_text(&text).unwrap_err().to_string();
+        let line = 1 + text
+            .lines()
+            .position(|l| l.starts_with("delete_after"))
+            .unwrap();
+        assert!(
+            e.contains(&format!("t.toml:{line}:16: flow_log.delete_after: ")) && e.contains(says),
+            "{bad}: {e}"
+        );
+    }
+}

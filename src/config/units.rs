@@ -39,6 +39,22 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     })
 }
 
+/// Writes a duration the way [`duration`] reads it, in the largest unit that divides it.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, per) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms > 0 && ms % per == 0 {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// Parses a size in bytes.
 pub fn size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -88,6 +104,9 @@ mod tests {
         ] {
             let e = duration(long).unwrap_err();
             assert!(e.contains("too long"), "{long}: {e}");
+        }
+        for s in ["400d", "36h", "90m", "45s", "1500ms", "0ms"] {
+            assert_eq!(format_duration(duration(s).unwrap()), s);
         }
         assert_eq!(size("8MiB").unwrap(), 8 << 20);
         assert_eq!(size("1MB").unwrap(), 1_000_000);

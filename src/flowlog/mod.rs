@@ -12,6 +12,7 @@ mod event;
 mod files;
 mod outcome;
 mod read;
+mod retention;
 mod sink;
 mod syncer;
 mod time;

@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 
 use super::chain::{self, FieldHeads, Header, GENESIS_PREV};
 use super::event::{ConfigStr, FieldEvent, FlowEvent};
+use super::retention;
 use super::sink::{Limits, Sink};
 use super::syncer::Syncer;
 use super::time::Clock;
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     pub written: AtomicU64,
     pub lost: AtomicU64,
     pub write_failures: AtomicU64,
+    /// Rotated files deleted as past `delete_after`.
+    pub files_deleted: AtomicU64,
     pub flush: Mutex<FlushState>,
     pub flushed: Condvar,
     /// Emptied field lists of written events, for the next events to fill: an event's
@@ -153,6 +156,10 @@ pub(crate) struct Worker {
     pub dirty_since: Option<Instant>,
     /// fsyncs on a thread of its own, so that a slow disk does not stop the writing.
     pub syncer: Syncer,
+    /// Rotated files whose last event is older than this are deleted.
+    pub delete_after: Option<Duration>,
+    /// When to look for such files next (at start, after a rotation, and periodically).
+    pub prune_at: Option<Instant>,
     /// The lines of the batch being written; kept between batches.
     pub buf: Vec<u8>,
     /// Field entries written so far, for the next events.
@@ -163,11 +170,21 @@ impl Worker {
     /// The thread's body; returns when shut down or when every handle is gone.
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
         loop {
+            if self.prune_at.is_some_and(|t| t <= Instant::now()) {
+                self.prune();
+            }
             let wait = if !self.pending.is_empty() || self.syncer.busy() {
                 // Retry the target, or learn soon how a sync in flight ended.
                 Some(RETRY_EVERY)
             } else {
                 self.dirty_since.map(|_| SYNC_EVERY)
+            };
+            let until_prune = self
+                .prune_at
+                .map(|t| t.saturating_duration_since(Instant::now()));
+            let wait = match (wait, until_prune) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
             let first = match wait {
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -353,9 +370,26 @@ impl Worker {
                     self.syncer.submit(job);
                 }
                 self.dirty_since = None;
+                if self.delete_after.is_some() {
+                    // A rotated file may now be past the limit: look at the next round.
+                    self.prune_at = Some(Instant::now());
+                }
             }
         }
         Ok(())
+    }
+
+    /// Deletes the rotated files past `delete_after` and schedules the next look.
+    fn prune(&mut self) {
+        let Some(keep) = self.delete_after else {
+            self.prune_at = None;
+            return;
+        };
+        let deleted = retention::prune(&self.path, keep, SystemTime::now());
+        self.shared
+            .files_deleted
+            .fetch_add(deleted, Ordering::Relaxed);
+        self.prune_at = Some(Instant::now() + retention::every(keep));
     }
 
     /// Has the sync thread fsync what was written, unless it is still busy with an

@@ -50,6 +50,8 @@ pub struct FlowLogConfig {
     pub hmac_key: Option<Zeroizing<[u8; 32]>>,
     /// This proxy instance's id, written into every event.
     pub instance: ConfigStr,
+    /// Delete rotated files whose last event is older than this; `None` keeps them all.
+    pub delete_after: Option<Duration>,
 }
 
 impl FlowLogConfig {
@@ -74,6 +76,7 @@ impl FlowLogConfig {
             on_failure: OnFailure::Reject,
             hmac_key: None,
             instance,
+            delete_after: None,
         }
     }
 }
@@ -193,6 +196,8 @@ impl FlowLog {
             shared: shared.clone(),
             retry_at: None,
             dirty_since: None,
+            prune_at: cfg.delete_after.map(|_| Instant::now()),
+            delete_after: cfg.delete_after,
             syncer,
             buf: Vec::new(),
             heads: FieldHeads::default(),
@@ -267,6 +272,12 @@ impl FlowLog {
     /// (for `tarnkappe_flow_log_errors_total`).
     pub fn errors(&self) -> u64 {
         self.inner.shared.lost.load(Ordering::Relaxed)
+    }
+
+    /// Rotated files deleted because their events were older than `delete_after`
+    /// (for `tarnkappe_flow_log_files_deleted_total`).
+    pub fn files_deleted(&self) -> u64 {
+        self.inner.shared.files_deleted.load(Ordering::Relaxed)
     }
 
     /// Failed attempts to open, write, rotate or fsync the target. Events of a failed

@@ -131,6 +131,7 @@ fn check_accepts_every_shipped_config_and_prints_the_assessment() {
         );
         assert!(stdout.contains("privacy assessment"), "{stdout}");
         assert!(stdout.contains("categories protected"), "{stdout}");
+        assert!(stdout.contains("\n  flow log: "), "{stdout}");
         assert!(stdout.contains("ok: "), "{stdout}");
         for s in &secrets {
             assert!(!stdout.contains(s) && !text(&out.stderr).contains(s));

@@ -36,6 +36,10 @@ pub struct Setup {
     pub on_log_failure: Option<&'static str>,
     /// `flow_log.queue`, when set.
     pub queue: Option<usize>,
+    /// `flow_log.rotate_size`, when set.
+    pub rotate_size: Option<&'static str>,
+    /// `flow_log.delete_after`, when set.
+    pub delete_after: Option<&'static str>,
     /// Action of the customers route's `$.phone` rule: `encrypt` or `redact`.
     pub phone_action: &'static str,
     /// Adds a `subscriptions` rule route.
@@ -53,6 +57,8 @@ impl Default for Setup {
             flow_log: "log/flow.jsonl".into(),
             on_log_failure: None,
             queue: None,
+            rotate_size: None,
+            delete_after: None,
             phone_action: "encrypt",
             subscriptions: false,
             broken: false,
@@ -74,6 +80,12 @@ impl Setup {
         }
         if let Some(q) = self.queue {
             t += &format!("queue = {q}\n");
+        }
+        if let Some(s) = self.rotate_size {
+            t += &format!("rotate_size = \"{s}\"\n");
+        }
+        if let Some(d) = self.delete_after {
+            t += &format!("delete_after = \"{d}\"\n");
         }
         let phone = match (self.broken, self.phone_action) {
             (true, _) => "action = \"encrypt-ish\"".to_owned(),

@@ -21,6 +21,7 @@ const FAMILIES: &[&str] = &[
     "tarnkappe_crypto_failures_total",
     "tarnkappe_flow_log_events_total",
     "tarnkappe_flow_log_errors_total",
+    "tarnkappe_flow_log_files_deleted_total",
     "tarnkappe_build_info",
     "tarnkappe_config_reload_failures_total",
 ];

@@ -11,10 +11,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tarnkappe::flowlog::files_in_order;
 use tarnkappe::server::Server;
 
 use crate::ops::{
-    admin_of, canary, customer, eventually, run_cli, scrape, send_sensitive_traffic, Setup, Site,
+    admin_of, canary, customer, eventually, free_port, run_cli, scrape, send_sensitive_traffic,
+    Proc, Setup, Site,
 };
 use crate::ops_http::{must, Req, Resp};
 
@@ -204,4 +206,73 @@ async fn ops_flow_log_never_holds_a_value_sent_through_the_proxy() {
     for gone in ["Bearer", "session=", "example.com", "/bad", "secret="] {
         assert!(!all.contains(gone), "flow log holds `{gone}`");
     }
+}
+
+/// `flow_log.delete_after` with the real binary: while it serves, rotated files whose
+/// last event is past the limit are deleted (oldest first, the current file never), the
+/// deletions show in `tarnkappe_flow_log_files_deleted_total` and its log, and what stays
+/// passes `audit verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_flow_log_deletes_rotated_files_past_delete_after() {
+    let site = Site::new().await;
+    let setup = Setup {
+        listen: free_port(),
+        admin: free_port(),
+        flow_log: "logs/flow.jsonl".into(),
+        rotate_size: Some("4KiB"),
+        delete_after: Some("3s"),
+        ..Setup::default()
+    };
+    let config = site.write_config(&setup);
+    let proc = Proc::serve(site.dir.path(), &config, setup.admin, &[], &[]).await;
+    let (proxy, admin) = (setup.listen, setup.admin);
+    let current = site.path(&setup.flow_log);
+
+    for _ in 0..12 {
+        assert_eq!(post_customer(proxy).await.status, 201);
+    }
+    let early = eventually("rotated files", LIMIT, || {
+        let files = files_in_order(&current);
+        async move { (files.len() >= 3).then_some(files) }
+    })
+    .await;
+    // Not yet past the limit: nothing goes.
+    let (_, m) = scrape(admin).await;
+    assert_eq!(m.sum("tarnkappe_flow_log_files_deleted_total", &[]), 0.0);
+    assert!(early.iter().all(|f| f.exists()));
+
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for _ in 0..12 {
+        assert_eq!(post_customer(proxy).await.status, 201);
+    }
+    let rotated_early = early.len() - 1;
+    let deleted = eventually("the early files to be deleted", LIMIT, || async move {
+        let (_, m) = scrape(admin).await;
+        let n = m.sum("tarnkappe_flow_log_files_deleted_total", &[]);
+        (n >= rotated_early as f64).then_some(n)
+    })
+    .await;
+    for f in &early[..rotated_early] {
+        assert!(!f.exists(), "{} past delete_after was kept", f.display());
+    }
+    assert!(current.exists(), "the current file is never deleted");
+    assert!(
+        proc.stderr_text()
+            .contains("flow log file past delete_after deleted"),
+        "{}",
+        proc.stderr_text()
+    );
+
+    let left = files_in_order(&current);
+    let args: Vec<&str> = ["audit", "verify"]
+        .into_iter()
+        .chain(left.iter().map(|p| p.to_str().expect("utf-8")))
+        .collect();
+    let verified = run_cli(&args);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "after {deleted} deletions: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
 }

@@ -5,11 +5,12 @@
 //! tests reach it through a symlink, or open it without rotation).
 
 mod record;
+mod retention;
 mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::*;
 
@@ -25,6 +26,16 @@ pub(super) fn config(path: &Path) -> FlowLogConfig {
         on_failure: OnFailure::Reject,
         hmac_key: None,
         instance: ConfigStr::new("test-1"),
+        delete_after: None,
+    }
+}
+
+/// Waits until `cond` holds, failing the test after [`WAIT`].
+pub(super) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -116,15 +116,6 @@ fn start_refuses_a_corrupt_tail_and_an_unopenable_path() {
     assert!(matches!(FlowLog::start(cfg), Err(FlowLogError::ZeroQueue)));
 }
 
-/// Waits until `cond` holds, failing the test after [`WAIT`].
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < until, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn disk_full_makes_unhealthy_then_recovers_when_the_obstruction_goes() {
     let dir = tempfile::tempdir().unwrap();
