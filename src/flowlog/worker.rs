@@ -379,17 +379,44 @@ impl Worker {
         Ok(())
     }
 
-    /// Deletes the rotated files past `delete_after` and schedules the next look.
+    /// Deletes the rotated files past `delete_after` and schedules the next look. First
+    /// rotates a current file past `rotate_every` that no event has come to rotate: its
+    /// events would otherwise outlive the limit in a quiet log.
     fn prune(&mut self) {
         let Some(keep) = self.delete_after else {
             self.prune_at = None;
             return;
         };
+        if self.pending.is_empty() && self.retry_at.is_none() {
+            self.rotate_if_old();
+        }
         let deleted = retention::prune(&self.path, keep, SystemTime::now());
         self.shared
             .files_deleted
             .fetch_add(deleted, Ordering::Relaxed);
         self.prune_at = Some(Instant::now() + retention::every(keep));
+    }
+
+    fn rotate_if_old(&mut self) {
+        let Some(sink) = self.sink.as_mut() else {
+            return;
+        };
+        let now = SystemTime::now();
+        if !sink.should_rotate(0, 0, now, self.limits) {
+            return;
+        }
+        match sink.rotate(now) {
+            Ok(job) => {
+                if let Some(job) = job {
+                    self.syncer.submit(job);
+                }
+                self.dirty_since = None;
+            }
+            // The next write opens the path again (see `FileSink::rotate`) and reports.
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot rotate the idle flow log file; trying again later")
+            }
+        }
     }
 
     /// Has the sync thread fsync what was written, unless it is still busy with an

@@ -136,3 +136,33 @@ fn the_writer_deletes_at_start_and_after_rotating() {
     assert_eq!(report.events, evs.len() as u64);
     assert!(evs[0].seq > 9, "first kept seq {}", evs[0].seq);
 }
+
+#[test]
+fn a_quiet_log_has_its_old_current_file_rotated_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flow.jsonl");
+    let mut cfg = config(&path);
+    cfg.max_age = Duration::from_millis(200);
+    cfg.delete_after = Some(Duration::from_millis(300));
+    let log = FlowLog::start(cfg).unwrap();
+    for i in 1..4 {
+        log.emit(event(i));
+    }
+    assert!(log.flush(WAIT));
+    let last = parsed(&path).pop().unwrap();
+
+    // No event comes; the file is rotated for its age and then deleted for its events'.
+    eventually("the quiet file to be rotated and deleted", || {
+        log.files_deleted() == 1
+    });
+    assert_eq!(files_in_order(&path), vec![path.clone()]);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+
+    // The chain goes on from the deleted file's last event.
+    log.emit(event(4));
+    assert!(log.flush(WAIT));
+    log.shutdown(WAIT);
+    let next = parsed(&path);
+    assert_eq!((next[0].seq, &next[0].prev), (4, &last.hash));
+    verify(&files_in_order(&path), None).expect("what stays verifies");
+}
