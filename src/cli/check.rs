@@ -158,18 +158,35 @@ pub fn assessment(c: &Config) -> String {
         None => {
             warnings.push("no [flow_log]: exchanges are not recorded for the data-flow map".into())
         }
-        Some(f) => out.push_str(&format!(
-            "  flow log: {}; {}\n",
-            f.path.display(),
-            match f.delete_after {
-                Some(d) => format!(
-                    "rotated files deleted once their last event is {} old (delete_after)",
-                    crate::config::units::format_duration(d)
-                ),
-                None => "rotated files kept until you delete them (see flow_log.delete_after)"
-                    .to_owned(),
+        Some(f) => {
+            if let Some(keep) = f.delete_after {
+                use crate::config::units::format_duration;
+                if f.rotate_every.is_zero() {
+                    warnings.push(
+                        "flow_log.delete_after with rotate_every = 0: the current file is rotated by size only, so its events can outlive delete_after"
+                            .into(),
+                    );
+                } else if f.rotate_every > keep {
+                    warnings.push(format!(
+                        "flow_log.rotate_every ({}) is longer than delete_after ({}): events wait in the current file until it is rotated, so they can outlive delete_after",
+                        format_duration(f.rotate_every),
+                        format_duration(keep)
+                    ));
+                }
             }
-        )),
+            out.push_str(&format!(
+                "  flow log: {}; {}\n",
+                f.path.display(),
+                match f.delete_after {
+                    Some(d) => format!(
+                        "rotated files deleted once their last event is {} old (delete_after)",
+                        crate::config::units::format_duration(d)
+                    ),
+                    None => "rotated files kept until you delete them (see flow_log.delete_after)"
+                        .to_owned(),
+                }
+            ))
+        }
     }
     if c.admin.is_none() {
         warnings.push("no [admin] listener: no metrics or health endpoints".into());
@@ -209,5 +226,46 @@ pub fn verify(files: &[PathBuf], config: Option<&Path>) -> anyhow::Result<ExitCo
             eprintln!("{brk}");
             Ok(ExitCode::from(EXIT_DATAERR))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn assess(flow_log: &str) -> String {
+        let text = format!(
+            "[listen]\naddress = \"127.0.0.1:8080\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n\
+             [keys]\nkeyring = \"k.toml\"\n[flow_log]\npath = \"flow.jsonl\"\n{flow_log}\n"
+        );
+        let c = crate::config::compile(&text, "t.toml", Path::new("/t"), Path::new("/t/t.toml"))
+            .unwrap();
+        assessment(&c)
+    }
+
+    #[test]
+    fn the_flow_logs_retention_is_stated_and_a_period_it_cannot_keep_is_warned_about() {
+        let kept = assess("");
+        assert!(
+            kept.contains("  flow log: /t/flow.jsonl; rotated files kept until you delete them"),
+            "{kept}"
+        );
+        let fine = assess("delete_after = \"400d\"");
+        assert!(
+            fine.contains("rotated files deleted once their last event is 400d old"),
+            "{fine}"
+        );
+        assert!(!fine.contains("outlive"), "{fine}");
+        let slow = assess("delete_after = \"12h\"\nrotate_every = \"1d\"");
+        assert!(
+            slow.contains("warning: flow_log.rotate_every (1d) is longer than delete_after (12h)"),
+            "{slow}"
+        );
+        let never = assess("delete_after = \"30d\"\nrotate_every = \"0s\"");
+        assert!(
+            never.contains("warning: flow_log.delete_after with rotate_every = 0"),
+            "{never}"
+        );
     }
 }
