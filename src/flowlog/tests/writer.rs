@@ -188,6 +188,33 @@ fn dev_full_directly_counts_lost_events_at_shutdown() {
     assert!(!probe.flush(Duration::from_millis(100)));
 }
 
+/// While the target fails, events arriving one by one must still be taken in rounds,
+/// not one wake-up each: woken per event, the writer cost the listener threads a quarter
+/// of their throughput in `continue` mode (seventh round of docs/benchmarks.md).
+#[test]
+fn a_failing_target_still_takes_events_in_rounds() {
+    let mut cfg = config(Path::new("/dev/full"));
+    cfg.on_failure = OnFailure::Continue;
+    cfg.queue = 10_000;
+    let log = FlowLog::start(cfg).unwrap();
+    let n = 2_000;
+    for i in 0..n {
+        log.emit(event(i));
+        // Slower than the writer takes them, as requests arrive.
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    let rounds = log
+        .shared()
+        .rounds
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        rounds < u64::from(n) / 2,
+        "{rounds} wake-ups for {n} events"
+    );
+    assert!(!log.healthy());
+    log.shutdown(WAIT);
+}
+
 #[test]
 fn deleted_directory_replaced_by_a_file_then_removed() {
     let dir = tempfile::tempdir().unwrap();
