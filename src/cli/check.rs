@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::config::units::format_duration;
 use crate::config::Config;
 use crate::transform::Action;
 
@@ -160,7 +161,6 @@ pub fn assessment(c: &Config) -> String {
         }
         Some(f) => {
             if let Some(keep) = f.delete_after {
-                use crate::config::units::format_duration;
                 if f.rotate_every.is_zero() {
                     warnings.push(
                         "flow_log.delete_after with rotate_every = 0: the current file is rotated by size only, so its events can outlive delete_after"
@@ -180,7 +180,7 @@ pub fn assessment(c: &Config) -> String {
                 match f.delete_after {
                     Some(d) => format!(
                         "rotated files deleted once their last event is {} old (delete_after)",
-                        crate::config::units::format_duration(d)
+                        format_duration(d)
                     ),
                     None => "rotated files kept until you delete them (see flow_log.delete_after)"
                         .to_owned(),

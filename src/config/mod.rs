@@ -524,19 +524,11 @@ fn flow_log(d: &mut Diag<'_>, f: &raw::RawFlowLog, base: &Path) -> FlowLogSettin
             DEFAULT_ROTATE_EVERY,
         ),
         delete_after: f.delete_after.as_ref().and_then(|s| {
-            let key = "flow_log.delete_after";
-            match units::duration(s.get_ref()) {
-                Ok(t) if t.is_zero() => {
-                    let m = "must be longer than 0; leave it out to keep every file";
-                    d.at(Some(s.span()), key, m);
-                    None
-                }
-                Ok(t) => Some(t),
-                Err(m) => {
-                    d.at(Some(s.span()), key, m);
-                    None
-                }
-            }
+            let zero = "must be longer than 0; leave it out to keep every file";
+            units::duration(s.get_ref())
+                .and_then(|t| if t.is_zero() { Err(zero.into()) } else { Ok(t) })
+                .map_err(|m| d.at(Some(s.span()), "flow_log.delete_after", m))
+                .ok()
         }),
         reject_on_failure,
         client_address,

@@ -3,10 +3,20 @@
 
 use std::time::Duration;
 
-/// Longest duration the config takes: a hundred years. Anything longer means "never" to a
-/// person, and is refused rather than wrapped or carried into deadline arithmetic that
-/// would overflow.
-const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
+/// Longest duration the config takes: a hundred years, in milliseconds. Anything longer
+/// means "never" to a person, and is refused rather than wrapped or carried into deadline
+/// arithmetic that would overflow.
+const MAX_DURATION_MS: u64 = 100 * 365 * 86_400_000;
+
+/// The duration units, largest first, in milliseconds: read by [`duration`], written by
+/// [`format_duration`].
+const DURATION_UNITS: [(&str, u64); 5] = [
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1000),
+    ("ms", 1),
+];
 
 /// Parses a duration; the message says what is accepted.
 pub fn duration(s: &str) -> Result<Duration, String> {
@@ -16,43 +26,25 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("`{s}` is not a duration: write e.g. \"30s\", \"500ms\", \"2m\""))?;
-    let (per, millis) = match unit {
-        "ms" => (1, true),
-        "s" => (1, false),
-        "m" => (60, false),
-        "h" => (3600, false),
-        "d" => (86_400, false),
-        _ => return Err(format!("`{s}` has no known unit: use ms, s, m, h or d")),
-    };
-    let secs = if millis {
-        n / 1000
-    } else {
-        n.saturating_mul(per)
-    };
-    if secs > MAX_DURATION_SECS {
-        return Err(format!("`{s}` is too long: at most 36500d"));
-    }
-    Ok(if millis {
-        Duration::from_millis(n)
-    } else {
-        Duration::from_secs(secs)
-    })
+    let (_, per) = DURATION_UNITS
+        .into_iter()
+        .find(|(name, _)| *name == unit)
+        .ok_or_else(|| format!("`{s}` has no known unit: use ms, s, m, h or d"))?;
+    let ms = n
+        .checked_mul(per)
+        .filter(|&ms| ms <= MAX_DURATION_MS)
+        .ok_or_else(|| format!("`{s}` is too long: at most 36500d"))?;
+    Ok(Duration::from_millis(ms))
 }
 
 /// Writes a duration the way [`duration`] reads it, in the largest unit that divides it.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, per) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-    ] {
-        if ms > 0 && ms % per == 0 {
-            return format!("{}{unit}", ms / per);
-        }
-    }
-    format!("{ms}ms")
+    let (unit, per) = DURATION_UNITS
+        .into_iter()
+        .find(|&(_, per)| ms > 0 && ms % u128::from(per) == 0)
+        .unwrap_or(("ms", 1));
+    format!("{}{unit}", ms / u128::from(per))
 }
 
 /// Parses a size in bytes.
